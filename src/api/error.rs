@@ -1,0 +1,147 @@
+//! `ApiError`: every error a client can see, and the one place that picks
+//! its HTTP status and stable `code`. Bodies are
+//! `{"error": {"code": "...", "message": "...", "diagnostics"?: [...]}}`;
+//! 5xx bodies are opaque and the cause goes to the log.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::authz::{AuthzError, Diagnostic};
+use crate::backends::StoreError;
+use crate::services::ServiceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body does not have the expected shape: {0}")]
+    InvalidBody(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("batch of {got} requests is over the limit of {limit}")]
+    BatchTooLarge { got: usize, limit: usize },
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Authz(#[from] AuthzError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Authz(e) => ApiError::Authz(e),
+            ServiceError::Store(e) => ApiError::Store(e),
+            e @ ServiceError::Corrupt { .. } => ApiError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostics: Option<&'a [Diagnostic]>,
+}
+
+impl ApiError {
+    /// Status and stable code: the single table for the whole API.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use AuthzError as A;
+        match self {
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "MALFORMED_JSON"),
+            ApiError::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+            }
+            ApiError::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BATCH_TOO_LARGE"),
+            ApiError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER"),
+            ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            ApiError::Authz(e) => match e {
+                A::MissingField(_) => (StatusCode::BAD_REQUEST, "MISSING_FIELD"),
+                A::InvalidUid { .. } => (StatusCode::BAD_REQUEST, "INVALID_ENTITY_UID"),
+                A::RequestInvalid { code, .. } => (StatusCode::BAD_REQUEST, code),
+                A::EntitiesInvalid(_) => (StatusCode::BAD_REQUEST, "ENTITIES_INVALID"),
+                A::PoliciesInvalid(_) => (StatusCode::BAD_REQUEST, "POLICY_INVALID"),
+                A::SchemaInvalid(_) => (StatusCode::BAD_REQUEST, "SCHEMA_INVALID"),
+                A::PolicyExists(_) => (StatusCode::CONFLICT, "POLICY_EXISTS"),
+                A::PolicyNotFound(_) => (StatusCode::NOT_FOUND, "POLICY_NOT_FOUND"),
+                A::PolicyFromFile(_) => (StatusCode::CONFLICT, "POLICY_FROM_FILE"),
+                A::EntityNotFound(_) => (StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND"),
+            },
+            ApiError::Store(StoreError::Conflict { .. }) => {
+                (StatusCode::CONFLICT, "VERSION_CONFLICT")
+            }
+            ApiError::Store(StoreError::BadCursor) => (StatusCode::BAD_REQUEST, "INVALID_CURSOR"),
+            ApiError::Store(StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE")
+            }
+            ApiError::Store(StoreError::Corrupt(_))
+            | ApiError::Corrupt(_)
+            | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        }
+    }
+
+    fn diagnostics(&self) -> Option<&[Diagnostic]> {
+        match self {
+            ApiError::Authz(AuthzError::PoliciesInvalid(d) | AuthzError::SchemaInvalid(d)) => {
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// The JSON body, for embedding per-item errors in a batch.
+    pub fn body_json(&self) -> Vec<u8> {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() {
+            // Opaque to the client; the cause is logged by `into_response`.
+            status
+                .canonical_reason()
+                .unwrap_or("internal error")
+                .to_owned()
+        } else {
+            self.to_string()
+        };
+        let envelope = Envelope {
+            error: Body {
+                code,
+                message,
+                diagnostics: self.diagnostics(),
+            },
+        };
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(code, error = %self, cause = ?std::error::Error::source(&self), "Request failed.");
+        }
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.body_json(),
+        )
+            .into_response()
+    }
+}

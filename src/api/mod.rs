@@ -1,0 +1,173 @@
+//! The HTTP API: axum routing served by hyper (HTTP/1.1 and h2c), request
+//! spans and metrics, JSON errors.
+//!
+//! Routes (also served by `GET /discovery`, from [`ROUTES`]):
+//! - decisions: `POST /v1/is_authorized`, `POST /v1/is_authorized/batch`
+//! - policies: `GET|POST|PUT /v1/policies`, `GET|PUT|DELETE /v1/policies/{id}`,
+//!   `POST /v1/policies/reload`
+//! - entities: `GET|PUT|PATCH|DELETE /v1/entities` (alias `/v1/data`),
+//!   `DELETE /v1/entities/{type}/{id}`
+//! - schema: `GET|PUT|DELETE /v1/schema`
+//! - operations: `GET /health` (also `/`, `/v1`), `GET /ready`, `GET /metrics`,
+//!   `GET /discovery`
+//!
+//! Owns: HTTP. Must not: decide, persist, or hold state of its own.
+
+mod body;
+mod decisions;
+mod entities;
+mod error;
+mod ops;
+mod policies;
+mod schema;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tracing::Instrument;
+
+pub use error::ApiError;
+
+use crate::services::Catalog;
+use crate::telemetry::Metrics;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub catalog: Arc<Catalog>,
+    pub metrics: Arc<Metrics>,
+    pub body_limit: usize,
+    pub batch_limit: usize,
+    pub started: Instant,
+}
+
+/// `(method, path, description)` of every route, for `/discovery`.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("POST", "/v1/is_authorized", "Decide one request"),
+    (
+        "POST",
+        "/v1/is_authorized/batch",
+        "Decide many requests, answers in order",
+    ),
+    ("GET", "/v1/policies", "List application policies"),
+    ("POST", "/v1/policies", "Create a policy"),
+    ("PUT", "/v1/policies", "Replace all API policies"),
+    ("GET", "/v1/policies/{id}", "Get one policy"),
+    ("PUT", "/v1/policies/{id}", "Create or replace one policy"),
+    ("DELETE", "/v1/policies/{id}", "Delete one policy"),
+    (
+        "POST",
+        "/v1/policies/reload",
+        "Reload the policy directory and stored policies",
+    ),
+    ("GET", "/v1/entities", "List stored entities"),
+    ("PUT", "/v1/entities", "Replace all stored entities"),
+    (
+        "PATCH",
+        "/v1/entities",
+        "Create or replace the given entities",
+    ),
+    ("DELETE", "/v1/entities", "Remove all stored entities"),
+    ("DELETE", "/v1/entities/{type}/{id}", "Remove one entity"),
+    ("GET", "/v1/data", "cedar-agent alias of GET /v1/entities"),
+    ("PUT", "/v1/data", "cedar-agent alias of PUT /v1/entities"),
+    ("PATCH", "/v1/data", "Alias of PATCH /v1/entities"),
+    (
+        "DELETE",
+        "/v1/data",
+        "cedar-agent alias of DELETE /v1/entities",
+    ),
+    ("GET", "/v1/schema", "Get the application schema"),
+    ("PUT", "/v1/schema", "Set the application schema"),
+    ("DELETE", "/v1/schema", "Remove the application schema"),
+    ("GET", "/health", "Liveness and store status"),
+    ("GET", "/ready", "Readiness"),
+    ("GET", "/metrics", "Prometheus metrics"),
+    ("GET", "/discovery", "Version, features and routes"),
+];
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let entities = get(entities::list)
+        .put(entities::replace)
+        .patch(entities::upsert)
+        .delete(entities::clear);
+    Router::new()
+        .route("/v1/is_authorized", post(decisions::is_authorized))
+        .route(
+            "/v1/is_authorized/batch",
+            post(decisions::is_authorized_batch),
+        )
+        .route(
+            "/v1/policies",
+            get(policies::list)
+                .post(policies::create)
+                .put(policies::replace_all),
+        )
+        .route("/v1/policies/reload", post(policies::reload))
+        .route(
+            "/v1/policies/{id}",
+            get(policies::get)
+                .put(policies::upsert)
+                .delete(policies::delete),
+        )
+        .route("/v1/entities", entities.clone())
+        .route("/v1/data", entities)
+        .route(
+            "/v1/entities/{type}/{id}",
+            axum::routing::delete(entities::delete_one),
+        )
+        .route(
+            "/v1/schema",
+            get(schema::get).put(schema::put).delete(schema::delete),
+        )
+        .route("/", get(ops::health))
+        .route("/v1", get(ops::health))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/discovery", get(ops::discovery))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::RouteNotFound(format!("{} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// One span and one metrics sample per request, labelled by route template
+/// (never the raw path, so labels stay bounded).
+async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let span =
+        tracing::info_span!("request", %method, route = %route, status = tracing::field::Empty);
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("status", status.as_u16());
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, method.as_str(), status.as_str()])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[&route, method.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,125 @@
+//! Operations routes.
+//!
+//! - `GET /health` (also `/` and `/v1`, where cedar-agent answers health):
+//!   liveness, always 200 while the process serves, with store status.
+//! - `GET /ready`: 200 when the store answers, 503 otherwise.
+//! - `GET /metrics`: Prometheus text exposition.
+//! - `GET /discovery`: version, features and routes.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{AppState, ROUTES};
+
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+    version: &'static str,
+    uptime_seconds: u64,
+    store: StoreHealth,
+    policies: Generation,
+    entities: Generation,
+}
+
+#[derive(Serialize)]
+struct StoreHealth {
+    kind: &'static str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Generation {
+    generation: u64,
+    count: usize,
+}
+
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+    let store = state.catalog.store();
+    let store_health = match store.health().await {
+        Ok(()) => StoreHealth {
+            kind: store.kind(),
+            status: "up",
+            error: None,
+        },
+        Err(e) => StoreHealth {
+            kind: store.kind(),
+            status: "down",
+            error: Some(e.to_string()),
+        },
+    };
+    let engine = state.catalog.engine();
+    let (policies, entities) = (engine.policies(), engine.entities());
+    Json(Health {
+        status: if store_health.error.is_none() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        store: store_health,
+        policies: Generation {
+            generation: policies.generation,
+            count: policies.policies.len(),
+        },
+        entities: Generation {
+            generation: entities.generation,
+            count: entities.docs.len(),
+        },
+    })
+}
+
+pub async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.catalog.store().health().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": e.to_string()})),
+        ),
+    }
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let engine = state.catalog.engine();
+    state
+        .metrics
+        .policy_generation
+        .set(engine.policies().generation as i64);
+    state
+        .metrics
+        .entity_generation
+        .set(engine.entities().generation as i64);
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+pub async fn discovery(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let routes: Vec<_> = ROUTES
+        .iter()
+        .map(|(method, path, about)| json!({"method": method, "path": path, "description": about}))
+        .collect();
+    Json(json!({
+        "name": "portcullis",
+        "version": env!("CARGO_PKG_VERSION"),
+        "cedar_version": cedar_policy::get_lang_version().to_string(),
+        "features": {
+            "decision_cache": state.catalog.engine().decision_cache_enabled(),
+            "batch_limit": state.batch_limit,
+            "body_limit_bytes": state.body_limit,
+            "store": state.catalog.store().kind(),
+            "cedar_agent_compatible": true,
+        },
+        "routes": routes,
+    }))
+}

@@ -1,0 +1,177 @@
+//! Wiring: config → store → catalog (policies, schema, entities) → engine →
+//! HTTP server, plus the policy-directory watcher and graceful shutdown.
+//! Tests build the same `App` on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::authz::{CacheSettings, dir_fingerprint};
+use crate::config::Config;
+use crate::services::Catalog;
+use crate::telemetry::Metrics;
+
+pub struct App {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    watcher: Option<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl App {
+    /// Opens the store, loads and validates policies and entities, and binds
+    /// the listener. Any invalid part stops here with its diagnostics.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let store = config
+            .store
+            .build()
+            .await
+            .context("cannot open the store")?;
+        let cache = CacheSettings {
+            decision_capacity: config.cache.decision_capacity,
+            decision_ttl: Duration::from_secs(config.cache.decision_ttl_seconds),
+            entity_capacity: config.cache.entity_capacity,
+            entity_ttl: Duration::from_secs(config.cache.entity_ttl_seconds),
+        };
+        let catalog = Catalog::open(store, &config.policies.dir, &cache)
+            .await
+            .map_err(describe)?;
+        let catalog = Arc::new(catalog);
+        let metrics = Arc::new(Metrics::new());
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let watcher = config.policies.watch.then(|| {
+            spawn_watcher(
+                catalog.clone(),
+                metrics.clone(),
+                config.policies.dir.clone(),
+                Duration::from_millis(config.policies.watch_interval_ms),
+            )
+        });
+        let state = Arc::new(AppState {
+            catalog,
+            metrics,
+            body_limit: config.server.body_limit_bytes,
+            batch_limit: config.server.batch_limit,
+            started: Instant::now(),
+        });
+        Ok(App {
+            listener,
+            state,
+            watcher,
+            grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets
+    /// in-flight requests finish within the grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            listener,
+            state,
+            watcher,
+            grace,
+        } = self;
+        tracing::info!(addr = %listener.local_addr()?, "Portcullis is listening.");
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("Shutting down: no new connections, finishing in-flight requests.");
+            let _ = stopping_tx.send(());
+        });
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = server.into_future() => result.context("server failed"),
+            () = deadline => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "Grace period over; dropping remaining connections.");
+                Ok(())
+            }
+        };
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        result
+    }
+}
+
+use std::future::IntoFuture as _;
+
+/// A startup error with every diagnostic on its own line.
+pub fn describe(e: crate::services::ServiceError) -> anyhow::Error {
+    use crate::authz::AuthzError;
+    use crate::services::ServiceError;
+    match &e {
+        ServiceError::Authz(AuthzError::PoliciesInvalid(d) | AuthzError::SchemaInvalid(d)) => {
+            let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("{e}:\n  {}", lines.join("\n  "))
+        }
+        _ => anyhow::Error::new(e),
+    }
+}
+
+/// Polls the policy directory and reloads when a file changes. Polling a
+/// handful of files costs nothing and works on every filesystem.
+fn spawn_watcher(
+    catalog: Arc<Catalog>,
+    metrics: Arc<Metrics>,
+    dir: PathBuf,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen = dir_fingerprint(&dir);
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let now = dir_fingerprint(&dir);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match catalog.reload().await {
+                Ok(snapshot) => {
+                    metrics.policy_reloads.with_label_values(&["ok"]).inc();
+                    tracing::info!(
+                        generation = snapshot.generation,
+                        policies = snapshot.policies.len(),
+                        "Policy directory changed; new set is serving."
+                    );
+                }
+                Err(e) => {
+                    metrics
+                        .policy_reloads
+                        .with_label_values(&["rejected"])
+                        .inc();
+                    tracing::warn!(error = %describe(e), "Policy directory changed but the new set is invalid; the previous set keeps serving.");
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,279 @@
+//! The [`Engine`]: current policy and entity snapshots behind `ArcSwap`, the
+//! caches, and the one place a Cedar `Authorizer` is called.
+//!
+//! The read path takes no lock: two atomic snapshot loads, a cache probe,
+//! and on a miss one `is_authorized` against the shared entity set.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use cedar_policy::{Authorizer, Context, Decision, Entities, Entity, EntityUid, Request, Response};
+use serde::Serialize;
+
+use super::AuthzError;
+use super::cache::{CacheSettings, DecisionCache, Generations, SliceCache};
+use super::entities::{EntitySnapshot, json_refs, merge, parse_entities};
+use super::policies::PolicySnapshot;
+use super::request::DecisionRequest;
+use super::uid::parse_uid;
+
+/// A decision with its explanation, and its JSON body ready to send.
+#[derive(Debug)]
+pub struct Outcome {
+    pub decision: Decision,
+    /// Ids of the policies that determined the decision, sorted.
+    pub reasons: Vec<String>,
+    /// Policy evaluation errors (these policies were skipped), sorted.
+    pub errors: Vec<String>,
+    /// `{"decision": …, "diagnostics": {"reason": […], "errors": […]}}`.
+    pub body: Bytes,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    decision: &'static str,
+    diagnostics: DiagnosticsBody<'a>,
+}
+
+#[derive(Serialize)]
+struct DiagnosticsBody<'a> {
+    reason: &'a [String],
+    errors: &'a [String],
+}
+
+impl Outcome {
+    fn from_response(response: &Response) -> Outcome {
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        reasons.sort_unstable();
+        let mut errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(ToString::to_string)
+            .collect();
+        errors.sort_unstable();
+        let decision = response.decision();
+        let body = serde_json::to_vec(&Body {
+            decision: match decision {
+                Decision::Allow => "Allow",
+                Decision::Deny => "Deny",
+            },
+            diagnostics: DiagnosticsBody {
+                reason: &reasons,
+                errors: &errors,
+            },
+        })
+        .unwrap_or_default();
+        Outcome {
+            decision,
+            reasons,
+            errors,
+            body: Bytes::from(body),
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.decision == Decision::Allow
+    }
+}
+
+/// A decision and whether the decision cache answered it.
+pub struct Decided {
+    pub outcome: Arc<Outcome>,
+    pub cache_hit: bool,
+}
+
+pub struct Engine {
+    policies: ArcSwap<PolicySnapshot>,
+    entities: ArcSwap<EntitySnapshot>,
+    decisions: DecisionCache,
+    slices: SliceCache,
+    authorizer: Authorizer,
+    generation: AtomicU64,
+}
+
+impl Engine {
+    pub fn new(
+        policies: PolicySnapshot,
+        entities: EntitySnapshot,
+        cache: &CacheSettings,
+    ) -> Engine {
+        let generation = policies.generation.max(entities.generation);
+        Engine {
+            policies: ArcSwap::from_pointee(policies),
+            entities: ArcSwap::from_pointee(entities),
+            decisions: DecisionCache::new(cache),
+            slices: SliceCache::new(cache),
+            authorizer: Authorizer::new(),
+            generation: AtomicU64::new(generation),
+        }
+    }
+
+    /// A generation number no snapshot has used yet.
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    pub fn policies(&self) -> Arc<PolicySnapshot> {
+        self.policies.load_full()
+    }
+
+    pub fn entities(&self) -> Arc<EntitySnapshot> {
+        self.entities.load_full()
+    }
+
+    /// Serves `snapshot` from the next decision on.
+    pub fn swap_policies(&self, snapshot: PolicySnapshot) {
+        self.policies.store(Arc::new(snapshot));
+    }
+
+    pub fn swap_entities(&self, snapshot: EntitySnapshot) {
+        self.entities.store(Arc::new(snapshot));
+    }
+
+    pub fn decision_cache_enabled(&self) -> bool {
+        self.decisions.enabled()
+    }
+
+    /// Decides one request against the current snapshots.
+    pub fn decide(&self, req: &DecisionRequest) -> Result<Decided, AuthzError> {
+        let policies = self.policies.load();
+        let entities = self.entities.load();
+        let generations = Generations {
+            policies: policies.generation,
+            entities: entities.generation,
+        };
+        if let Some(outcome) = self.decisions.get(req, generations) {
+            return Ok(Decided {
+                outcome,
+                cache_hit: true,
+            });
+        }
+        let outcome = Arc::new(self.evaluate(req, &policies, &entities)?);
+        if !req.has_inline_entities() {
+            self.decisions.insert(req, generations, outcome.clone());
+        }
+        Ok(Decided {
+            outcome,
+            cache_hit: false,
+        })
+    }
+
+    fn evaluate(
+        &self,
+        req: &DecisionRequest,
+        policies: &PolicySnapshot,
+        stored: &EntitySnapshot,
+    ) -> Result<Outcome, AuthzError> {
+        let principal = parse_uid(
+            req.principal
+                .as_ref()
+                .ok_or(AuthzError::MissingField("principal"))?,
+        )?;
+        let action = parse_uid(
+            req.action
+                .as_ref()
+                .ok_or(AuthzError::MissingField("action"))?,
+        )?;
+        let resource = parse_uid(
+            req.resource
+                .as_ref()
+                .ok_or(AuthzError::MissingField("resource"))?,
+        )?;
+        let schema = policies.schema.as_ref();
+        let context = match &req.context {
+            None | Some(serde_json::Value::Null) => Context::empty(),
+            Some(value @ serde_json::Value::Object(_)) => {
+                Context::from_json_value(value.clone(), schema.map(|s| (s, &action))).map_err(
+                    |e| AuthzError::RequestInvalid {
+                        code: "CONTEXT_INVALID",
+                        message: format!("invalid context: {e}"),
+                    },
+                )?
+            }
+            Some(_) => {
+                return Err(AuthzError::RequestInvalid {
+                    code: "CONTEXT_INVALID",
+                    message: "`context` must be a JSON object".into(),
+                });
+            }
+        };
+        let request = Request::new(
+            principal.clone(),
+            action.clone(),
+            resource.clone(),
+            context,
+            schema,
+        )
+        .map_err(request_invalid)?;
+
+        let response = match (&req.entities, &req.additional_entities) {
+            (None, None) => self.is_authorized(&request, policies, &stored.entities),
+            (Some(replace), None) => {
+                let entities = Entities::from_json_value(replace.clone(), schema)
+                    .map_err(|e| AuthzError::EntitiesInvalid(format!("`entities`: {e}")))?;
+                self.is_authorized(&request, policies, &entities)
+            }
+            (base, Some(additional)) => {
+                let supplied = parse_entities(additional.clone(), schema)?
+                    .into_iter()
+                    .map(|p| p.entity);
+                let entities = match base {
+                    Some(replace) => {
+                        let base: Arc<[Entity]> = parse_entities(replace.clone(), schema)?
+                            .into_iter()
+                            .map(|p| p.entity)
+                            .collect();
+                        merge([base], supplied.collect(), schema)?
+                    }
+                    None => {
+                        let mut roots = vec![principal, action, resource];
+                        if let Some(context) = &req.context {
+                            json_refs(context, &mut roots);
+                        }
+                        json_refs(additional, &mut roots);
+                        let slices = roots.iter().map(|root| self.slice(stored, root));
+                        merge(slices.collect::<Vec<_>>(), supplied.collect(), schema)?
+                    }
+                };
+                self.is_authorized(&request, policies, &entities)
+            }
+        };
+        Ok(Outcome::from_response(&response))
+    }
+
+    fn slice(&self, stored: &EntitySnapshot, root: &EntityUid) -> Arc<[Entity]> {
+        self.slices
+            .get_or_compute(root, stored.generation, || stored.closure(root))
+            .0
+    }
+
+    /// The single call into Cedar's authorizer for application decisions.
+    pub fn is_authorized(
+        &self,
+        request: &Request,
+        policies: &PolicySnapshot,
+        entities: &Entities,
+    ) -> Response {
+        self.authorizer
+            .is_authorized(request, &policies.app, entities)
+    }
+}
+
+fn request_invalid(e: cedar_policy::RequestValidationError) -> AuthzError {
+    use cedar_policy::RequestValidationError as E;
+    let code = match &e {
+        E::UndeclaredAction(_) => "UNKNOWN_ACTION",
+        E::UndeclaredPrincipalType(_) | E::UndeclaredResourceType(_) => "UNKNOWN_ENTITY_TYPE",
+        _ => "REQUEST_INVALID",
+    };
+    AuthzError::RequestInvalid {
+        code,
+        message: e.to_string(),
+    }
+}

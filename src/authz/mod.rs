@@ -1,0 +1,31 @@
+//! Cedar decisions: schema fragments, the policy and entity snapshots, the
+//! decision cache and the [`Engine`] that ties them together.
+//!
+//! Owns: everything Cedar. Must not: import hyper, axum or sqlx, or touch a
+//! store; callers (services) persist first and then hand the engine a new
+//! snapshot to swap in.
+
+mod cache;
+mod diagnostics;
+mod engine;
+mod entities;
+mod error;
+mod policies;
+mod request;
+mod schema;
+mod uid;
+
+pub use cache::CacheSettings;
+pub use diagnostics::Diagnostic;
+pub use engine::{Decided, Engine, Outcome};
+pub use entities::{EntitySnapshot, entity_key, parse_entities};
+pub use error::AuthzError;
+pub use policies::{
+    PolicyDir, PolicyInfo, PolicyInputs, PolicyOrigin, PolicySnapshot, dir_fingerprint,
+    load_policy_dir,
+};
+pub use request::DecisionRequest;
+pub use schema::{SchemaDoc, builtin_fragment};
+pub use uid::{UidInput, parse_uid};
+
+pub use cedar_policy::Decision;

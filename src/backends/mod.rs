@@ -1,0 +1,151 @@
+//! Storage seams: the versioned key-value [`Store`] trait and its
+//! implementations, one file per technology.
+//!
+//! Owns: how Portcullis's state (policies, entities, schema, and later users,
+//! keys, grants) is persisted. Must not: interpret the values it stores.
+//!
+//! Every value carries a version drawn from one store-wide, strictly increasing
+//! sequence. Writes state what they expect to find ([`Expect`]) and fail with
+//! [`StoreError::Conflict`] otherwise, which gives optimistic concurrency to
+//! every caller and makes copying between stores verifiable.
+
+mod cursor;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use cursor::{decode_cursor, encode_cursor};
+pub use sqlite::SqliteStore;
+
+use crate::config::StoreConfig;
+
+/// One stored value with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+/// What a write expects to find before it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// The key must not exist (create).
+    Absent,
+    /// The key must exist with exactly this version.
+    Version(u64),
+}
+
+/// One operation of an atomic [`Store::transact`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put {
+        ns: String,
+        key: String,
+        value: Vec<u8>,
+        expect: Expect,
+    },
+    Delete {
+        ns: String,
+        key: String,
+        expect: Expect,
+    },
+    /// Removes every key of a namespace.
+    Clear { ns: String },
+}
+
+/// One page of a [`Store::scan`].
+#[derive(Debug, Clone, Default)]
+pub struct ScanPage {
+    pub items: Vec<(String, Versioned)>,
+    /// Pass back to continue after the last item; `None` at the end.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("version conflict on {ns}/{key}: expected {expected:?}, found {found:?}")]
+    Conflict {
+        ns: String,
+        key: String,
+        expected: Expect,
+        found: Option<u64>,
+    },
+    #[error("invalid cursor")]
+    BadCursor,
+    #[error("store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("store holds invalid data: {0}")]
+    Corrupt(String),
+}
+
+/// The versioned key-value store. Implemented by SQLite now; Postgres and
+/// Redis implement the same contract.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// The technology, e.g. `"sqlite"`.
+    fn kind(&self) -> &'static str;
+
+    async fn get(&self, ns: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Writes `value` and returns its new version.
+    async fn put(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        expect: Expect,
+    ) -> Result<u64, StoreError>;
+
+    /// Removes `key`; returns whether it existed. With [`Expect::Version`] a
+    /// missing key is a conflict.
+    async fn delete(&self, ns: &str, key: &str, expect: Expect) -> Result<bool, StoreError>;
+
+    /// Keys of `ns` starting with `prefix`, in byte order, after `cursor`.
+    async fn scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError>;
+
+    /// Applies all `ops` or none. Returns one number per op, in order: the new
+    /// version of a put, 1 or 0 for whether a delete removed a key, 0 for a clear.
+    async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError>;
+
+    /// Namespaces holding at least one key.
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Cheap round trip proving the store answers.
+    async fn health(&self) -> Result<(), StoreError>;
+}
+
+/// Reads a whole namespace through [`Store::scan`] pages.
+pub async fn scan_all(store: &dyn Store, ns: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.scan(ns, "", cursor.as_deref(), 1000).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Opens the configured store and brings its schema up to date.
+    pub async fn build(&self) -> Result<Arc<dyn Store>, StoreError> {
+        match self {
+            StoreConfig::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path).await?)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! Typed settings: the TOML file (`config/portcullis.toml`) plus `PORTCULLIS_*`
+//! environment overrides, validated before anything starts.
+//!
+//! Owns: the shape of the configuration and its validation. Must not: open
+//! sockets, files other than the config file, or stores.
+//!
+//! Environment overrides name a key by its path with `__` between levels:
+//! `PORTCULLIS_SERVER__LISTEN=0.0.0.0:8180`, `PORTCULLIS_CACHE__DECISION_CAPACITY=0`.
+//! The value is read as a TOML value when it parses as one (`true`, `42`,
+//! `"text"`), otherwise as a plain string.
+
+mod env;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use env::ENV_PREFIX;
+
+/// The default location of the configuration file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/portcullis.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub policies: PoliciesConfig,
+    pub cache: CacheConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on; port 8180 as cedar-agent uses.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Most requests accepted in one `/v1/is_authorized/batch` call.
+    pub batch_limit: usize,
+    /// How long in-flight requests may run after SIGINT/SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8180)),
+            body_limit_bytes: 1024 * 1024,
+            batch_limit: 100,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// Which key-value store holds Portcullis's state. Tagged by `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// The embedded default: one SQLite file, no external service.
+    Sqlite {
+        /// Database file; `:memory:` keeps everything in memory.
+        path: PathBuf,
+    },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Sqlite {
+            path: PathBuf::from("var/portcullis.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesConfig {
+    /// Directory holding the application's `*.cedar` policies and `*.cedarschema` schema.
+    pub dir: PathBuf,
+    /// Reload when a file in `dir` changes.
+    pub watch: bool,
+    /// How often `dir` is checked for changes.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("policies"),
+            watch: true,
+            watch_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most decisions kept; 0 turns the decision cache off.
+    pub decision_capacity: u64,
+    /// Memory bound only: entries are exact by generation, the TTL just frees memory.
+    pub decision_ttl_seconds: u64,
+    /// Most entity slices (an entity with its ancestors) kept.
+    pub entity_capacity: u64,
+    pub entity_ttl_seconds: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            decision_capacity: 100_000,
+            decision_ttl_seconds: 300,
+            entity_capacity: 10_000,
+            entity_ttl_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive, e.g. `info` or `portcullis=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Loads `path` (or the default file when it exists), applies `PORTCULLIS_*`
+    /// overrides from `vars`, and validates the result.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(path) => read_table(path)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                read_table(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => toml::Table::new(),
+        };
+        env::apply_overrides(&mut table, vars)?;
+        Self::from_table(table)
+    }
+
+    /// Parses a configuration from TOML text (no environment overrides).
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("<inline>"),
+            source: Box::new(e),
+        })?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError::Invalid {
+                    key: e.path().to_string(),
+                    message: e.inner().message().to_owned(),
+                }
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        if self.server.body_limit_bytes == 0 {
+            return invalid("server.body_limit_bytes", "must be greater than 0");
+        }
+        if self.server.batch_limit == 0 {
+            return invalid("server.batch_limit", "must be greater than 0");
+        }
+        if self.policies.watch_interval_ms < 50 {
+            return invalid("policies.watch_interval_ms", "must be at least 50");
+        }
+        if self.cache.decision_ttl_seconds == 0 {
+            return invalid("cache.decision_ttl_seconds", "must be greater than 0");
+        }
+        if self.cache.entity_ttl_seconds == 0 {
+            return invalid("cache.entity_ttl_seconds", "must be greater than 0");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return invalid("log.level", &e.to_string());
+        }
+        match &self.store {
+            StoreConfig::Sqlite { path } if path.as_os_str().is_empty() => {
+                invalid("store.path", "must not be empty")
+            }
+            StoreConfig::Sqlite { .. } => Ok(()),
+        }
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse().map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,68 @@
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_listen_on_cedar_agent_port() {
+    let config = Config::load(Some(Path::new("/dev/null")), vars(&[])).unwrap();
+    assert_eq!(config.server.listen.port(), 8180);
+    assert!(matches!(config.store, StoreConfig::Sqlite { .. }));
+}
+
+#[test]
+fn unknown_key_is_named_in_the_error() {
+    let err = Config::from_toml_str("[server]\nlisten_addr = \"x\"\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("server"), "{text}");
+    assert!(text.contains("listen_addr"), "{text}");
+}
+
+#[test]
+fn invalid_value_is_named_in_the_error() {
+    let err = Config::from_toml_str("[server]\nlisten = \"not an address\"\n").unwrap_err();
+    assert!(err.to_string().contains("server.listen"), "{err}");
+}
+
+#[test]
+fn zero_batch_limit_is_refused() {
+    let err = Config::from_toml_str("[server]\nbatch_limit = 0\n").unwrap_err();
+    assert!(err.to_string().contains("server.batch_limit"), "{err}");
+}
+
+#[test]
+fn env_overrides_file_values_with_typed_values() {
+    let config = Config::load(
+        Some(Path::new("/dev/null")),
+        vars(&[
+            ("PORTCULLIS_SERVER__LISTEN", "0.0.0.0:9999"),
+            ("PORTCULLIS_CACHE__DECISION_CAPACITY", "7"),
+            ("PORTCULLIS_POLICIES__WATCH", "false"),
+            ("UNRELATED", "1"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.server.listen.port(), 9999);
+    assert_eq!(config.cache.decision_capacity, 7);
+    assert!(!config.policies.watch);
+}
+
+#[test]
+fn env_override_of_unknown_key_is_refused() {
+    let err = Config::load(
+        Some(Path::new("/dev/null")),
+        vars(&[("PORTCULLIS_SERVER__NOPE", "1")]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn store_kind_must_be_known() {
+    let err = Config::from_toml_str("[store]\nkind = \"oracle\"\n").unwrap_err();
+    assert!(err.to_string().contains("store"), "{err}");
+}

@@ -1,0 +1,209 @@
+//! The `portcullis` command: parse the CLI, load config, start telemetry,
+//! hand over to `App` (serve) or evaluate offline (validate, check).
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use portcullis::App;
+use portcullis::authz::{
+    CacheSettings, DecisionRequest, Engine, EntitySnapshot, PolicyInputs, PolicySnapshot, UidInput,
+    load_policy_dir,
+};
+use portcullis::config::Config;
+
+/// `EX_USAGE`: the configuration is wrong.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A lean Cedar policy decision point"
+)]
+struct Cli {
+    /// Config file (default: config/portcullis.toml when present).
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve,
+    /// Parse and validate the policy directory; exit 0 when valid.
+    Validate {
+        /// Policy directory (default: the configured one).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
+    /// Decide one request offline: exit 0 allow, 1 deny, 2 error.
+    Check {
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        action: String,
+        #[arg(long)]
+        resource: String,
+        /// Cedar entities JSON file.
+        #[arg(long)]
+        entities: Option<PathBuf>,
+        /// Context as a JSON object.
+        #[arg(long)]
+        context: Option<String>,
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    portcullis::telemetry::init(&config.log);
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Validate { policies } => {
+            let dir = policies.unwrap_or(config.policies.dir);
+            match offline_policies(&dir) {
+                Ok(snapshot) => {
+                    println!(
+                        "{}: {} policies valid{}",
+                        dir.display(),
+                        snapshot.policies.len(),
+                        if snapshot.schema.is_some() {
+                            " against the schema"
+                        } else {
+                            " (no schema)"
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Check {
+            principal,
+            action,
+            resource,
+            entities,
+            context,
+            policies,
+        } => {
+            let dir = policies.unwrap_or(config.policies.dir);
+            match check(&dir, principal, action, resource, entities, context) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("portcullis: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let app = App::build(config).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn offline_policies(dir: &std::path::Path) -> anyhow::Result<PolicySnapshot> {
+    let files = load_policy_dir(dir).map_err(|e| portcullis::app::describe(e.into()))?;
+    let inputs = PolicyInputs {
+        files: files.files,
+        api: Vec::new(),
+        schema: files.schema,
+    };
+    PolicySnapshot::build(&inputs, 1).map_err(|e| portcullis::app::describe(e.into()))
+}
+
+fn check(
+    dir: &std::path::Path,
+    principal: String,
+    action: String,
+    resource: String,
+    entities: Option<PathBuf>,
+    context: Option<String>,
+) -> anyhow::Result<bool> {
+    let policies = offline_policies(dir)?;
+    let docs: Vec<serde_json::Value> = match entities {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a JSON array: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let entities = EntitySnapshot::from_docs(docs, policies.schema.as_ref(), 1)?;
+    let context = context
+        .map(|c| serde_json::from_str(&c))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--context is not JSON: {e}"))?;
+    let engine = Engine::new(policies, entities, &CacheSettings::default());
+    let request = DecisionRequest {
+        principal: Some(UidInput::Text(principal)),
+        action: Some(UidInput::Text(action)),
+        resource: Some(UidInput::Text(resource)),
+        context,
+        ..DecisionRequest::default()
+    };
+    let decided = engine.decide(&request)?;
+    println!("{}", String::from_utf8_lossy(&decided.outcome.body));
+    Ok(decided.outcome.allowed())
+}

@@ -1,0 +1,361 @@
+//! The catalog: application policies, schema and entities, stored in the
+//! store (namespaces `policies`, `schema`, `entities`) and the policy
+//! directory, served through the engine's snapshots.
+//!
+//! Writers are serialized by one async mutex (never held by decisions):
+//! build the new snapshot, write the store, then swap.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cedar_policy::EntityUid;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::authz::{
+    AuthzError, CacheSettings, Engine, EntitySnapshot, PolicyInputs, PolicyOrigin, PolicySnapshot,
+    SchemaDoc, entity_key, load_policy_dir, parse_entities,
+};
+use crate::backends::{Expect, Op, Store, StoreError, scan_all};
+
+const POLICIES: &str = "policies";
+const SCHEMA: &str = "schema";
+const SCHEMA_KEY: &str = "app";
+const ENTITIES: &str = "entities";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Authz(#[from] AuthzError),
+    #[error("store failure")]
+    Store(#[from] StoreError),
+    #[error("stored {what} is not valid: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredPolicy {
+    content: String,
+}
+
+/// `schema: null` records an explicit "no schema" that outranks the file.
+#[derive(Serialize, Deserialize)]
+struct StoredSchema {
+    schema: Option<serde_json::Value>,
+}
+
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    policy_dir: PathBuf,
+    writer: Mutex<()>,
+}
+
+impl Catalog {
+    /// Loads policies (directory + store), schema and entities, and builds
+    /// the engine. Any invalid part fails startup with its diagnostics.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        policy_dir: &Path,
+        cache: &CacheSettings,
+    ) -> Result<Catalog, ServiceError> {
+        let inputs = read_inputs(store.as_ref(), policy_dir).await?;
+        let policies = PolicySnapshot::build(&inputs, 1)?;
+        let docs = scan_all(store.as_ref(), ENTITIES)
+            .await?
+            .into_iter()
+            .map(|(key, v)| decode::<serde_json::Value>(&v.value, &format!("entity {key}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let entities = EntitySnapshot::from_docs(docs, policies.schema.as_ref(), 1)?;
+        let engine = Arc::new(Engine::new(policies, entities, cache));
+        Ok(Catalog {
+            store,
+            engine,
+            policy_dir: policy_dir.to_owned(),
+            writer: Mutex::new(()),
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn policy_dir(&self) -> &Path {
+        &self.policy_dir
+    }
+
+    /// Re-reads the policy directory and the store; an invalid set is
+    /// refused and the serving one stays.
+    pub async fn reload(&self) -> Result<Arc<PolicySnapshot>, ServiceError> {
+        let _guard = self.writer.lock().await;
+        let inputs = read_inputs(self.store.as_ref(), &self.policy_dir).await?;
+        self.swap_policies(&inputs)?;
+        Ok(self.engine.policies())
+    }
+
+    fn swap_policies(&self, inputs: &PolicyInputs) -> Result<(), ServiceError> {
+        let snapshot = PolicySnapshot::build(inputs, self.engine.next_generation())?;
+        self.engine.swap_policies(snapshot);
+        Ok(())
+    }
+
+    /// Creates one API policy; an existing id is a conflict.
+    pub async fn create_policy(&self, id: &str, content: &str) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let current = self.engine.policies();
+        if current.policy(id).is_some() {
+            return Err(AuthzError::PolicyExists(id.to_owned()).into());
+        }
+        self.write_policies(
+            &current,
+            vec![(id.to_owned(), content.to_owned())],
+            false,
+            Expect::Absent,
+        )
+        .await
+    }
+
+    /// Creates or replaces one API policy.
+    pub async fn upsert_policy(&self, id: &str, content: &str) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let current = self.engine.policies();
+        refuse_file_policy(&current, id)?;
+        self.write_policies(
+            &current,
+            vec![(id.to_owned(), content.to_owned())],
+            false,
+            Expect::Any,
+        )
+        .await
+    }
+
+    /// Replaces every API policy (file policies stay) with `policies`.
+    pub async fn replace_policies(
+        &self,
+        policies: Vec<(String, String)>,
+    ) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let current = self.engine.policies();
+        for (id, _) in &policies {
+            refuse_file_policy(&current, id)?;
+        }
+        self.write_policies(&current, policies, true, Expect::Any)
+            .await
+    }
+
+    pub async fn delete_policy(&self, id: &str) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let current = self.engine.policies();
+        match current.policy(id).map(|p| &p.source) {
+            None => return Err(AuthzError::PolicyNotFound(id.to_owned()).into()),
+            Some(PolicyOrigin::Api) => {}
+            Some(_) => return Err(AuthzError::PolicyFromFile(id.to_owned()).into()),
+        }
+        let mut inputs = current.inputs.clone();
+        inputs.api.retain(|(existing, _)| existing != id);
+        let snapshot = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
+        self.store.delete(POLICIES, id, Expect::Any).await?;
+        self.engine.swap_policies(snapshot);
+        Ok(())
+    }
+
+    async fn write_policies(
+        &self,
+        current: &PolicySnapshot,
+        changes: Vec<(String, String)>,
+        replace: bool,
+        expect: Expect,
+    ) -> Result<(), ServiceError> {
+        let mut inputs = current.inputs.clone();
+        if replace {
+            inputs.api.clear();
+        }
+        let mut ops = Vec::with_capacity(changes.len() + 1);
+        if replace {
+            ops.push(Op::Clear {
+                ns: POLICIES.into(),
+            });
+        }
+        for (id, content) in changes {
+            ops.push(Op::Put {
+                ns: POLICIES.into(),
+                key: id.clone(),
+                value: encode(&StoredPolicy {
+                    content: content.clone(),
+                }),
+                expect,
+            });
+            match inputs.api.iter_mut().find(|(existing, _)| *existing == id) {
+                Some(slot) => slot.1 = content,
+                None => inputs.api.push((id, content)),
+            }
+        }
+        let snapshot = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
+        self.store.transact(ops).await?;
+        self.engine.swap_policies(snapshot);
+        Ok(())
+    }
+
+    /// Sets the application schema; policies and stored entities must
+    /// satisfy it or nothing changes.
+    pub async fn put_schema(&self, schema: serde_json::Value) -> Result<(), ServiceError> {
+        self.set_schema(Some(schema)).await
+    }
+
+    /// Removes the application schema: application policies and data are
+    /// then accepted without validation.
+    pub async fn delete_schema(&self) -> Result<(), ServiceError> {
+        self.set_schema(None).await
+    }
+
+    async fn set_schema(&self, schema: Option<serde_json::Value>) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let current = self.engine.policies();
+        let mut inputs = current.inputs.clone();
+        inputs.schema = schema.clone().map(SchemaDoc::Json);
+        let policies = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
+        let stored = self.engine.entities();
+        let entities = EntitySnapshot::from_docs(
+            stored.docs.values().cloned(),
+            policies.schema.as_ref(),
+            self.engine.next_generation(),
+        )?;
+        self.store
+            .put(
+                SCHEMA,
+                SCHEMA_KEY,
+                &encode(&StoredSchema { schema }),
+                Expect::Any,
+            )
+            .await?;
+        self.engine.swap_entities(entities);
+        self.engine.swap_policies(policies);
+        Ok(())
+    }
+
+    /// Replaces every stored entity with `entities` (a JSON array).
+    pub async fn replace_entities(&self, entities: serde_json::Value) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let policies = self.engine.policies();
+        let parsed = parse_entities(entities, policies.schema.as_ref())?;
+        let mut ops = vec![Op::Clear {
+            ns: ENTITIES.into(),
+        }];
+        ops.extend(parsed.iter().map(|p| put_entity(&p.key, &p.json)));
+        let snapshot = EntitySnapshot::from_parsed(
+            parsed,
+            policies.schema.as_ref(),
+            self.engine.next_generation(),
+        )?;
+        self.store.transact(ops).await?;
+        self.engine.swap_entities(snapshot);
+        Ok(())
+    }
+
+    /// Creates or replaces each entity of `entities` (a JSON array).
+    pub async fn upsert_entities(&self, entities: serde_json::Value) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let policies = self.engine.policies();
+        let parsed = parse_entities(entities, policies.schema.as_ref())?;
+        let ops: Vec<Op> = parsed.iter().map(|p| put_entity(&p.key, &p.json)).collect();
+        let snapshot = self.engine.entities().with_changes(
+            parsed,
+            &[],
+            policies.schema.as_ref(),
+            self.engine.next_generation(),
+        )?;
+        self.store.transact(ops).await?;
+        self.engine.swap_entities(snapshot);
+        Ok(())
+    }
+
+    pub async fn delete_entity(&self, uid: &EntityUid) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let key = entity_key(uid);
+        let current = self.engine.entities();
+        if !current.docs.contains_key(&key) {
+            return Err(AuthzError::EntityNotFound(key).into());
+        }
+        let policies = self.engine.policies();
+        let snapshot = current.with_changes(
+            Vec::new(),
+            std::slice::from_ref(uid),
+            policies.schema.as_ref(),
+            self.engine.next_generation(),
+        )?;
+        self.store.delete(ENTITIES, &key, Expect::Any).await?;
+        self.engine.swap_entities(snapshot);
+        Ok(())
+    }
+
+    pub async fn clear_entities(&self) -> Result<(), ServiceError> {
+        self.replace_entities(serde_json::Value::Array(Vec::new()))
+            .await
+    }
+}
+
+fn refuse_file_policy(current: &PolicySnapshot, id: &str) -> Result<(), ServiceError> {
+    match current.policy(id).map(|p| &p.source) {
+        Some(PolicyOrigin::File { .. } | PolicyOrigin::Builtin) => {
+            Err(AuthzError::PolicyFromFile(id.to_owned()).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn put_entity(key: &str, json: &serde_json::Value) -> Op {
+    Op::Put {
+        ns: ENTITIES.into(),
+        key: key.to_owned(),
+        value: encode(json),
+        expect: Expect::Any,
+    }
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    // Serializing plain data structures to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, ServiceError> {
+    serde_json::from_slice(bytes).map_err(|e| ServiceError::Corrupt {
+        what: what.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The directory's files and schema, the store's policies, and the stored
+/// schema choice (which outranks the file when present).
+async fn read_inputs(store: &dyn Store, dir: &Path) -> Result<PolicyInputs, ServiceError> {
+    let files = {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || load_policy_dir(&dir))
+            .await
+            .map_err(|e| ServiceError::Corrupt {
+                what: "policy directory".into(),
+                message: e.to_string(),
+            })??
+    };
+    let api = scan_all(store, POLICIES)
+        .await?
+        .into_iter()
+        .map(|(id, v)| {
+            decode::<StoredPolicy>(&v.value, &format!("policy {id}")).map(|p| (id, p.content))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = match store.get(SCHEMA, SCHEMA_KEY).await? {
+        Some(stored) => decode::<StoredSchema>(&stored.value, "schema")?
+            .schema
+            .map(SchemaDoc::Json),
+        None => files.schema,
+    };
+    Ok(PolicyInputs {
+        files: files.files,
+        api,
+        schema,
+    })
+}

@@ -1,0 +1,24 @@
+//! Observability: the `tracing` subscriber and the Prometheus metrics.
+//!
+//! Owns: log output format and filtering, the metric registry. Must not:
+//! decide anything or know about HTTP beyond the label values it is given.
+
+mod metrics;
+
+pub use metrics::Metrics;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Installs the global subscriber. Safe to call more than once (tests): later
+/// calls keep the first subscriber.
+pub fn init(config: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
