@@ -190,9 +190,23 @@ impl Engine {
             None | Some(serde_json::Value::Null) => Context::empty(),
             Some(value @ serde_json::Value::Object(_)) => {
                 Context::from_json_value(value.clone(), schema.map(|s| (s, &action))).map_err(
-                    |e| AuthzError::RequestInvalid {
-                        code: "CONTEXT_INVALID",
-                        message: format!("invalid context: {e}"),
+                    |e| {
+                        // An undeclared action or type also fails context
+                        // parsing; name that cause rather than the context.
+                        let bare = Request::new(
+                            principal.clone(),
+                            action.clone(),
+                            resource.clone(),
+                            Context::empty(),
+                            schema,
+                        );
+                        match bare {
+                            Err(cause) => request_invalid(cause),
+                            Ok(_) => AuthzError::RequestInvalid {
+                                code: "CONTEXT_INVALID",
+                                message: format!("invalid context: {e}"),
+                            },
+                        }
                     },
                 )?
             }
@@ -270,6 +284,7 @@ fn request_invalid(e: cedar_policy::RequestValidationError) -> AuthzError {
     let code = match &e {
         E::UndeclaredAction(_) => "UNKNOWN_ACTION",
         E::UndeclaredPrincipalType(_) | E::UndeclaredResourceType(_) => "UNKNOWN_ENTITY_TYPE",
+        E::InvalidContext(_) | E::TypeOfContext(_) => "CONTEXT_INVALID",
         _ => "REQUEST_INVALID",
     };
     AuthzError::RequestInvalid {

@@ -88,19 +88,29 @@ impl Catalog {
         &self.policy_dir
     }
 
-    /// Re-reads the policy directory and the store; an invalid set is
-    /// refused and the serving one stays.
+    /// Re-reads the policy directory and the store; an invalid set, or a
+    /// schema the stored entities break, is refused and the serving one stays.
     pub async fn reload(&self) -> Result<Arc<PolicySnapshot>, ServiceError> {
         let _guard = self.writer.lock().await;
         let inputs = read_inputs(self.store.as_ref(), &self.policy_dir).await?;
-        self.swap_policies(&inputs)?;
+        let policies = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
+        let entities = self.revalidated_entities(&policies)?;
+        self.engine.swap_entities(entities);
+        self.engine.swap_policies(policies);
         Ok(self.engine.policies())
     }
 
-    fn swap_policies(&self, inputs: &PolicyInputs) -> Result<(), ServiceError> {
-        let snapshot = PolicySnapshot::build(inputs, self.engine.next_generation())?;
-        self.engine.swap_policies(snapshot);
-        Ok(())
+    /// The stored entities checked against `policies`' schema.
+    fn revalidated_entities(
+        &self,
+        policies: &PolicySnapshot,
+    ) -> Result<EntitySnapshot, ServiceError> {
+        let stored = self.engine.entities();
+        Ok(EntitySnapshot::from_docs(
+            stored.docs.values().cloned(),
+            policies.schema.as_ref(),
+            self.engine.next_generation(),
+        )?)
     }
 
     /// Creates one API policy; an existing id is a conflict.
@@ -218,12 +228,7 @@ impl Catalog {
         let mut inputs = current.inputs.clone();
         inputs.schema = schema.clone().map(SchemaDoc::Json);
         let policies = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
-        let stored = self.engine.entities();
-        let entities = EntitySnapshot::from_docs(
-            stored.docs.values().cloned(),
-            policies.schema.as_ref(),
-            self.engine.next_generation(),
-        )?;
+        let entities = self.revalidated_entities(&policies)?;
         self.store
             .put(
                 SCHEMA,

@@ -1,0 +1,25 @@
+# Portcullis. The two commands a fresh machine needs:
+#   make run    serve on the embedded SQLite store with the sample policies
+#   make test   install what the tests need, then run all of them
+export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
+
+.PHONY: run test lint bench load ci
+
+run:
+	cargo run --release -- serve
+
+test:
+	scripts/install-deps.sh test
+	cargo test --all-targets --locked
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+bench:
+	cargo bench --bench decision
+
+load:
+	scripts/load.sh
+
+ci: lint test

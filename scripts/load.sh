@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# make load: HTTP throughput and latency of POST /v1/is_authorized on the
+# 11,200-entity bench data set, against the bare-hyper floor on this machine.
+#
+#   LOAD_DURATION=10s LOAD_CONNECTIONS=64 LOAD_RATE=5000 scripts/load.sh
+#
+# Prints one RESULT line per run and fails when the cached path answers
+# fewer than half the requests/s of a bare hyper server returning a fixed body.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${LOAD_DURATION:-10s}
+CONNECTIONS=${LOAD_CONNECTIONS:-64}
+THREADS=${LOAD_THREADS:-2}
+RATE=${LOAD_RATE:-5000}
+RATE_SECONDS=${LOAD_RATE_SECONDS:-10}
+PORT=${LOAD_PORT:-18180}
+FLOOR_PORT=${LOAD_FLOOR_PORT:-18181}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}
+
+scripts/install-deps.sh load
+
+echo "== building release binaries"
+cargo build --release --quiet --bin portcullis
+helper=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "load" and m.get("executable"):
+        print(m["executable"])')
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$helper" dataset "$work"
+
+PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
+PORTCULLIS_SERVER__BODY_LIMIT_BYTES=67108864 \
+PORTCULLIS_STORE__PATH="$work/portcullis.db" \
+PORTCULLIS_POLICIES__DIR="$work/policies" \
+PORTCULLIS_POLICIES__WATCH=false \
+PORTCULLIS_LOG__LEVEL=warn \
+  "$CARGO_TARGET_DIR/release/portcullis" serve &
+pids+=($!)
+"$helper" floor "127.0.0.1:$FLOOR_PORT" > /dev/null &
+pids+=($!)
+
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$PORT/ready" > /dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS -X PUT --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
+echo "== loaded $(curl -fsS "http://127.0.0.1:$PORT/health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["entities"]["count"], "entities,", h["policies"]["count"], "policies")')"
+
+run() { # name url script
+  local line
+  line=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$3" "$2" | grep '^RESULT')
+  echo "$1: ${line#RESULT }" >&2
+  echo "$line" | sed -E 's/.*requests\/s=([0-9]+).*/\1/'
+}
+
+echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
+floor=$(run "bare hyper floor (fixed body)   " "http://127.0.0.1:$FLOOR_PORT/v1/is_authorized" scripts/load/repeated.lua)
+cached=$(run "portcullis repeated (cached)     " "http://127.0.0.1:$PORT/v1/is_authorized" scripts/load/repeated.lua)
+run "portcullis unique (uncached)     " "http://127.0.0.1:$PORT/v1/is_authorized" scripts/load/unique.lua > /dev/null
+
+echo "== fixed rate, open loop"
+"$helper" rate "127.0.0.1:$PORT" "$RATE" "$RATE_SECONDS" repeated
+"$helper" rate "127.0.0.1:$PORT" "$RATE" "$RATE_SECONDS" unique
+
+ratio=$(python3 -c "print(f'{$cached / max($floor, 1):.2f}')")
+echo "== cached / floor = $ratio (must be >= 0.50)"
+python3 -c "import sys; sys.exit(0 if $cached * 2 >= $floor else 1)" || {
+  echo "FLOOR MISSED: cached decisions answered $cached requests/s, under half of bare hyper's $floor" >&2
+  exit 1
+}

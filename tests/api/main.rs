@@ -1,0 +1,10 @@
+//! Integration tests: the real server, built with `App::build` on port 0,
+//! each test with its own SQLite file and policy directory.
+
+mod bad_input;
+mod caching;
+mod decisions;
+mod entities_schema;
+mod helpers;
+mod ops;
+mod policies;
