@@ -134,18 +134,14 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow
                     // when the request was due. Otherwise count from the send,
                     // so the client's own timer lateness (tokio's timer has
                     // 1 ms resolution) is not blamed on the server.
-                    let began = if previous_done > due { due } else { Instant::now() };
-                    let n = (c * total_per_connection + i) as usize;
-                    let body = if unique {
-                        dataset::request(n * 7919 % dataset::USERS, if n % 2 == 0 { "read" } else { "write" }, n * 104_729 % dataset::DOCUMENTS)
+                    let began = if previous_done > due {
+                        due
                     } else {
-                        dataset::request(5, "read", 105)
-                    }
-                    .to_string();
-                    let head = format!(
-                        "POST /v1/is_authorized HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                        body.len()
-                    );
+                        Instant::now()
+                    };
+                    let n = (c * total_per_connection + i) as usize;
+                    let body = request_body(unique, n);
+                    let head = request_head(addr, body.len());
                     stream.write_all(head.as_bytes()).await?;
                     stream.write_all(body.as_bytes()).await?;
                     read_response(&mut stream, &mut buf).await?;
@@ -206,4 +202,25 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow
         latencies.last().copied().unwrap_or(0),
     );
     Ok(())
+}
+
+fn request_body(unique: bool, n: usize) -> String {
+    let body = if unique {
+        let action = if n.is_multiple_of(2) { "read" } else { "write" };
+        dataset::request(
+            n * 7919 % dataset::USERS,
+            action,
+            n * 104_729 % dataset::DOCUMENTS,
+        )
+    } else {
+        dataset::request(5, "read", 105)
+    };
+    body.to_string()
+}
+
+fn request_head(addr: SocketAddr, length: usize) -> String {
+    format!(
+        "POST /v1/is_authorized HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
 }
