@@ -6,6 +6,10 @@
 
 mod dataset;
 
+/// The same allocator as the `portcullis` binary, for raw Cedar too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::str::FromStr;
 

@@ -206,12 +206,14 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow
 
 fn request_body(unique: bool, n: usize) -> String {
     let body = if unique {
-        let action = if n.is_multiple_of(2) { "read" } else { "write" };
-        dataset::request(
-            n * 7919 % dataset::USERS,
-            action,
-            n * 104_729 % dataset::DOCUMENTS,
-        )
+        // Mixed radix: every n below 20 million is a distinct request.
+        let (u, d) = (n % dataset::USERS, n / dataset::USERS % dataset::DOCUMENTS);
+        let action = if (n / (dataset::USERS * dataset::DOCUMENTS)).is_multiple_of(2) {
+            "read"
+        } else {
+            "write"
+        };
+        dataset::request(u, action, d)
     } else {
         dataset::request(5, "read", 105)
     };

@@ -15,6 +15,11 @@ use portcullis::authz::{
 };
 use portcullis::config::Config;
 
+/// Cedar allocates heavily per decision; mimalloc takes ~10% off an
+/// uncached decision and steadies its latency (`cargo bench --bench decision`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `EX_USAGE`: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
 

@@ -1,5 +1,5 @@
 -- A different user, action and document on every request: the uncached path
--- (1,000 users x 10,000 documents x 2 actions, so repeats are rare).
+-- (1,000 users x 10,000 documents x 2 actions: no repeats within a run).
 local counter = 0
 local threads = 0
 
@@ -14,9 +14,11 @@ end
 
 request = function()
   counter = counter + 1
-  local u = (counter * 7919) % 1000
-  local d = (counter * 104729) % 10000
-  local action = (counter % 2 == 0) and "read" or "write"
+  -- Mixed radix over users, documents and actions: 20 million distinct
+  -- requests before any repeats.
+  local u = counter % 1000
+  local d = math.floor(counter / 1000) % 10000
+  local action = (math.floor(counter / 10000000) % 2 == 0) and "read" or "write"
   local body = string.format(
     '{"principal":"Portcullis::User::\\"u%d\\"","action":"Docs::Action::\\"%s\\"","resource":"Docs::Document::\\"d%d\\"","context":{"mfa":false}}',
     u, action, d)

@@ -189,7 +189,14 @@ impl Config {
         Self::from_table(table)
     }
 
-    fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+    fn from_table(mut table: toml::Table) -> Result<Config, ConfigError> {
+        // `[store]` without `kind` (e.g. only PORTCULLIS_STORE__PATH set)
+        // means the default store.
+        if let Some(toml::Value::Table(store)) = table.get_mut("store") {
+            store
+                .entry("kind")
+                .or_insert_with(|| toml::Value::String("sqlite".into()));
+        }
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 ConfigError::Invalid {

@@ -66,3 +66,15 @@ fn store_kind_must_be_known() {
     let err = Config::from_toml_str("[store]\nkind = \"oracle\"\n").unwrap_err();
     assert!(err.to_string().contains("store"), "{err}");
 }
+
+#[test]
+fn store_path_alone_keeps_the_default_kind() {
+    let config = Config::load(
+        Some(Path::new("/dev/null")),
+        vars(&[("PORTCULLIS_STORE__PATH", "/tmp/x.db")]),
+    )
+    .unwrap();
+    match config.store {
+        StoreConfig::Sqlite { path } => assert_eq!(path, Path::new("/tmp/x.db")),
+    }
+}
