@@ -267,15 +267,24 @@ impl Engine {
             .0
     }
 
-    /// The single call into Cedar's authorizer for application decisions.
+    /// The single call into Cedar's authorizer for application decisions,
+    /// over the policies whose scope can match (see `index.rs`).
     pub fn is_authorized(
         &self,
         request: &Request,
         policies: &PolicySnapshot,
         entities: &Entities,
     ) -> Response {
-        self.authorizer
-            .is_authorized(request, &policies.app, entities)
+        match (request.principal(), request.action(), request.resource()) {
+            (Some(p), Some(a), Some(r)) => {
+                let slice = policies.index.slice(&policies.app, entities, p, a, r);
+                self.authorizer
+                    .is_authorized(request, slice.set(), entities)
+            }
+            _ => self
+                .authorizer
+                .is_authorized(request, &policies.app, entities),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod diagnostics;
 mod engine;
 mod entities;
 mod error;
+mod index;
 mod policies;
 mod request;
 mod schema;

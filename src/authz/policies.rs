@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::AuthzError;
 use super::diagnostics::{Diagnostic, from_miette};
+use super::index::ScopeIndex;
 use super::schema::{SchemaDoc, builtin_schema, combined_schema};
 
 const ADMIN_POLICIES: &str = include_str!("../../policies/builtin/admin.cedar");
@@ -60,6 +61,8 @@ pub struct PolicySnapshot {
     pub policies: Vec<PolicyInfo>,
     /// What this snapshot was built from, so one change can be applied to it.
     pub inputs: PolicyInputs,
+    /// Which application policies can match a request.
+    pub(crate) index: ScopeIndex,
 }
 
 impl PolicySnapshot {
@@ -123,6 +126,7 @@ impl PolicySnapshot {
 
         let admin = admin_policies()?;
         infos.sort_by(|a, b| a.id.cmp(&b.id));
+        let index = ScopeIndex::new(&app);
         Ok(PolicySnapshot {
             generation,
             app,
@@ -131,6 +135,7 @@ impl PolicySnapshot {
             app_schema: inputs.schema.clone(),
             policies: infos,
             inputs: inputs.clone(),
+            index,
         })
     }
 
