@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod caching;
+mod cli;
 mod decisions;
 mod entities_schema;
 mod helpers;
