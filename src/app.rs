@@ -44,7 +44,7 @@ impl App {
             .await
             .map_err(describe)?;
         let catalog = Arc::new(catalog);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(&api::served_routes()));
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -133,8 +133,9 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let app = App::build(config).await?;
-        app.run_until_stopped(shutdown_signal()).await
+        app.run_until_stopped(shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,25 +147,18 @@ fn serve(config: Config) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// Installs the SIGINT/SIGTERM handlers now (so a signal that arrives
+/// during start-up is not fatal) and completes when one arrives.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }
 
 fn offline_policies(dir: &std::path::Path) -> anyhow::Result<PolicySnapshot> {

@@ -148,26 +148,25 @@ async fn method_not_allowed() -> ApiError {
 /// (never the raw path, so labels stay bounded).
 async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
-    let span =
-        tracing::info_span!("request", %method, route = %route, status = tracing::field::Empty);
+    let span = tracing::info_span!("request", %method, route, status = tracing::field::Empty);
     let response = next.run(req).instrument(span.clone()).await;
-    let status = response.status();
-    span.record("status", status.as_u16());
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[&route, method.as_str(), status.as_str()])
-        .inc();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&[&route, method.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+    let status = response.status().as_u16();
+    span.record("status", status);
+    state.metrics.observe_http(
+        route,
+        method.as_str(),
+        status,
+        started.elapsed().as_secs_f64(),
+    );
     response
+}
+
+/// `(method, path)` of every route the router serves, for metrics.
+pub fn served_routes() -> Vec<(&'static str, &'static str)> {
+    let mut routes: Vec<_> = ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect();
+    routes.extend([("GET", "/"), ("GET", "/v1")]);
+    routes
 }

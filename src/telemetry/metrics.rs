@@ -2,6 +2,8 @@
 //! share counters. Hot-path handles are resolved once here, so recording a
 //! decision costs a few atomic adds, not a label lookup.
 
+use std::collections::HashMap;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -31,10 +33,22 @@ const HTTP_BUCKETS: &[f64] = &[
     0.25, 0.5, 1.0, 2.5,
 ];
 
+/// Per route and method: request counts by status class and latency,
+/// resolved once so a request records without a label lookup or lock.
+pub struct RouteMetrics {
+    by_class: [IntCounter; 5],
+    duration: Histogram,
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    /// `route -> [GET, POST, PUT, PATCH, DELETE]`, fixed at start-up.
+    routes: HashMap<Box<str>, [Option<RouteMetrics>; 5]>,
     pub decision_duration: Histogram,
     pub decisions_allow: IntCounter,
     pub decisions_deny: IntCounter,
@@ -48,7 +62,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// Registers every metric; `routes` are the `(method, path template)`
+    /// pairs whose request metrics are resolved ahead of time.
+    pub fn new(routes: &[(&str, &str)]) -> Metrics {
         let registry = Registry::new_custom(Some("portcullis".to_owned()), None)
             .expect("static registry prefix is valid");
         let http_requests = IntCounterVec::new(
@@ -116,7 +132,21 @@ impl Metrics {
                 .expect("each metric is registered once");
         }
 
+        let mut table: HashMap<Box<str>, [Option<RouteMetrics>; 5]> = HashMap::new();
+        for (method, path) in routes {
+            let Some(slot) = METHODS.iter().position(|m| m == method) else {
+                continue;
+            };
+            let row = table.entry((*path).into()).or_default();
+            row[slot] = Some(RouteMetrics {
+                by_class: STATUS_CLASSES
+                    .map(|class| http_requests.with_label_values(&[path, method, class])),
+                duration: http_duration.with_label_values(&[path, method]),
+            });
+        }
+
         Metrics {
+            routes: table,
             decisions_allow: decisions.with_label_values(&["allow"]),
             decisions_deny: decisions.with_label_values(&["deny"]),
             decision_cache_hits: cache_hits.with_label_values(&["decision"]),
@@ -133,17 +163,34 @@ impl Metrics {
         }
     }
 
+    /// Records one HTTP request.
+    pub fn observe_http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        let known = METHODS
+            .iter()
+            .position(|m| *m == method)
+            .and_then(|slot| self.routes.get(route)?[slot].as_ref());
+        match known {
+            Some(route) => {
+                route.by_class[class].inc();
+                route.duration.observe(seconds);
+            }
+            None => {
+                self.http_requests
+                    .with_label_values(&[route, method, STATUS_CLASSES[class]])
+                    .inc();
+                self.http_duration
+                    .with_label_values(&[route, method])
+                    .observe(seconds);
+            }
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::with_capacity(8 * 1024);
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
