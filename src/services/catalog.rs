@@ -244,35 +244,38 @@ impl Catalog {
 
     /// Replaces every stored entity with `entities` (a JSON array).
     pub async fn replace_entities(&self, entities: serde_json::Value) -> Result<(), ServiceError> {
-        let _guard = self.writer.lock().await;
-        let policies = self.engine.policies();
-        let parsed = parse_entities(entities, policies.schema.as_ref())?;
-        let mut ops = vec![Op::Clear {
-            ns: ENTITIES.into(),
-        }];
-        ops.extend(parsed.iter().map(|p| put_entity(&p.key, &p.json)));
-        let snapshot = EntitySnapshot::from_parsed(
-            parsed,
-            policies.schema.as_ref(),
-            self.engine.next_generation(),
-        )?;
-        self.store.transact(ops).await?;
-        self.engine.swap_entities(snapshot);
-        Ok(())
+        self.write_entities(entities, true).await
     }
 
     /// Creates or replaces each entity of `entities` (a JSON array).
     pub async fn upsert_entities(&self, entities: serde_json::Value) -> Result<(), ServiceError> {
+        self.write_entities(entities, false).await
+    }
+
+    async fn write_entities(
+        &self,
+        entities: serde_json::Value,
+        replace: bool,
+    ) -> Result<(), ServiceError> {
         let _guard = self.writer.lock().await;
         let policies = self.engine.policies();
-        let parsed = parse_entities(entities, policies.schema.as_ref())?;
-        let ops: Vec<Op> = parsed.iter().map(|p| put_entity(&p.key, &p.json)).collect();
-        let snapshot = self.engine.entities().with_changes(
-            parsed,
-            &[],
-            policies.schema.as_ref(),
-            self.engine.next_generation(),
-        )?;
+        let schema = policies.schema.as_ref();
+        let parsed = parse_entities(entities, schema)?;
+        let mut ops = Vec::with_capacity(parsed.len() + 1);
+        if replace {
+            ops.push(Op::Clear {
+                ns: ENTITIES.into(),
+            });
+        }
+        ops.extend(parsed.iter().map(|p| put_entity(&p.key, &p.json)));
+        let generation = self.engine.next_generation();
+        let snapshot = if replace {
+            EntitySnapshot::from_parsed(parsed, schema, generation)?
+        } else {
+            self.engine
+                .entities()
+                .with_changes(parsed, &[], schema, generation)?
+        };
         self.store.transact(ops).await?;
         self.engine.swap_entities(snapshot);
         Ok(())
