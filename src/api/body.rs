@@ -25,7 +25,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     }
 }
 
-pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -46,7 +46,7 @@ pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),

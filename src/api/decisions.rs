@@ -7,22 +7,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 
-use super::body::{JsonBody, parse_json, read_body};
+use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::authz::{Decided, DecisionRequest};
 
 pub async fn is_authorized(
     State(state): State<Arc<AppState>>,
-    req: Request,
+    JsonBody(request): JsonBody<DecisionRequest>,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(req, state.body_limit).await?;
-    let request: DecisionRequest = parse_json(&bytes)?;
     let decided = decide(&state, &request)?;
     Ok(json_response(decided.outcome.body.clone()))
 }
