@@ -207,12 +207,9 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow
 fn request_body(unique: bool, n: usize) -> String {
     let body = if unique {
         // Mixed radix: every n below 20 million is a distinct request.
-        let (u, d) = (n % dataset::USERS, n / dataset::USERS % dataset::DOCUMENTS);
-        let action = if (n / (dataset::USERS * dataset::DOCUMENTS)).is_multiple_of(2) {
-            "read"
-        } else {
-            "write"
-        };
+        let action = if n.is_multiple_of(2) { "read" } else { "write" };
+        let u = n / 2 % dataset::USERS;
+        let d = n / (2 * dataset::USERS) % dataset::DOCUMENTS;
         dataset::request(u, action, d)
     } else {
         dataset::request(5, "read", 105)

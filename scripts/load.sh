@@ -45,7 +45,6 @@ PORTCULLIS_SERVER__BODY_LIMIT_BYTES=67108864 \
 PORTCULLIS_STORE__PATH="$work/portcullis.db" \
 PORTCULLIS_POLICIES__DIR="$work/policies" \
 PORTCULLIS_POLICIES__WATCH=false \
-PORTCULLIS_LOG__LEVEL=warn \
   "$CARGO_TARGET_DIR/release/portcullis" serve &
 pids+=($!)
 "$helper" floor "127.0.0.1:$FLOOR_PORT" > /dev/null &

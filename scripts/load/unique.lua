@@ -16,9 +16,9 @@ request = function()
   counter = counter + 1
   -- Mixed radix over users, documents and actions: 20 million distinct
   -- requests before any repeats.
-  local u = counter % 1000
-  local d = math.floor(counter / 1000) % 10000
-  local action = (math.floor(counter / 10000000) % 2 == 0) and "read" or "write"
+  local action = (counter % 2 == 0) and "read" or "write"
+  local u = math.floor(counter / 2) % 1000
+  local d = math.floor(counter / 2000) % 10000
   local body = string.format(
     '{"principal":"Portcullis::User::\\"u%d\\"","action":"Docs::Action::\\"%s\\"","resource":"Docs::Document::\\"d%d\\"","context":{"mfa":false}}',
     u, action, d)
