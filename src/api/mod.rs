@@ -151,7 +151,9 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
-    let span = tracing::info_span!("request", %method, route, status = tracing::field::Empty);
+    // DEBUG, as tower-http's default: at the default `info` filter the span
+    // costs next to nothing, and `log.level = "portcullis=debug"` shows it.
+    let span = tracing::debug_span!("request", %method, route, status = tracing::field::Empty);
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("status", status);
