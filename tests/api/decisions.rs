@@ -234,3 +234,24 @@ async fn repeated_decision_is_served_from_the_cache() {
         .expect("decision cache hit counter is exported");
     assert!(hits > 0.0, "expected a decision cache hit, got {hits}");
 }
+
+#[tokio::test]
+async fn decisions_are_served_over_h2c_too() {
+    let app = spawn_app().await;
+    app.seed_sample_entities().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+
+    let response = client
+        .post(format!("http://{}/v1/is_authorized", app.addr))
+        .json(&json!({"principal": ALICE, "action": WRITE, "resource": ONBOARDING}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["decision"], "Allow");
+}
