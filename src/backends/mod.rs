@@ -10,6 +10,8 @@
 //! every caller and makes copying between stores verifiable.
 
 mod cursor;
+mod postgres;
+mod redis;
 mod sqlite;
 
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use cursor::{decode_cursor, encode_cursor};
+pub use postgres::{PostgresStore, valid_schema_name};
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreConfig;
@@ -143,6 +147,20 @@ impl StoreConfig {
     pub async fn build(&self) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             StoreConfig::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path).await?)),
+            StoreConfig::Postgres {
+                url,
+                schema,
+                max_connections,
+            } => Ok(Arc::new(
+                PostgresStore::open(url, schema, *max_connections).await?,
+            )),
+            StoreConfig::Redis {
+                url,
+                prefix,
+                max_connections,
+            } => Ok(Arc::new(
+                RedisStore::open(url, prefix, *max_connections as usize).await?,
+            )),
         }
     }
 }

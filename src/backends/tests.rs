@@ -1,19 +1,96 @@
-//! The store contract, written once against `&dyn Store` so every backend
-//! runs the same checks.
+//! The store contract, written once against `&dyn Store` and run unchanged
+//! against SQLite, Postgres and Redis (the machine's own servers: each test
+//! gets its own Postgres schema or Redis key prefix and removes it after).
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
 
-async fn sqlite() -> Arc<dyn Store> {
-    Arc::new(SqliteStore::open(Path::new(":memory:")).await.unwrap())
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A store for one test, and how to remove what it created.
+struct TestStore {
+    store: Arc<dyn Store>,
+    cleanup: Cleanup,
 }
 
-use std::path::Path;
+enum Cleanup {
+    None(#[allow(dead_code)] Option<tempfile::TempDir>),
+    Postgres(String),
+    Redis(Arc<RedisStore>),
+}
 
-#[tokio::test]
-async fn put_get_and_versions_increase() {
-    let store = sqlite().await;
+fn unique_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn sqlite() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db.sqlite"))
+        .await
+        .unwrap();
+    TestStore {
+        store: Arc::new(store),
+        cleanup: Cleanup::None(Some(dir)),
+    }
+}
+
+async fn sqlite_memory() -> TestStore {
+    let store = SqliteStore::open(Path::new(":memory:")).await.unwrap();
+    TestStore {
+        store: Arc::new(store),
+        cleanup: Cleanup::None(None),
+    }
+}
+
+async fn postgres() -> TestStore {
+    let schema = format!("pc_test_{}", unique_name());
+    let store = PostgresStore::open(POSTGRES_URL, &schema, 8).await.unwrap();
+    TestStore {
+        store: Arc::new(store),
+        cleanup: Cleanup::Postgres(schema),
+    }
+}
+
+async fn redis() -> TestStore {
+    let prefix = format!("pc-test:{}:", unique_name());
+    let store = Arc::new(RedisStore::open(REDIS_URL, &prefix, 8).await.unwrap());
+    TestStore {
+        store: store.clone(),
+        cleanup: Cleanup::Redis(store),
+    }
+}
+
+impl TestStore {
+    async fn finish(self) {
+        match self.cleanup {
+            Cleanup::None(_) => {}
+            Cleanup::Postgres(schema) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(POSTGRES_URL).await.unwrap();
+                sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Cleanup::Redis(store) => store.purge().await.unwrap(),
+        }
+    }
+}
+
+async fn put_get_and_versions_increase(store: &dyn Store) {
     let v1 = store.put("ns", "k", b"one", Expect::Absent).await.unwrap();
     let v2 = store
         .put("ns", "k", b"two", Expect::Version(v1))
@@ -30,19 +107,21 @@ async fn put_get_and_versions_increase() {
     );
     assert_eq!(store.get("ns", "missing").await.unwrap(), None);
     assert_eq!(store.get("other", "k").await.unwrap(), None);
+    // Binary values survive untouched.
+    let binary: Vec<u8> = (0..=255).collect();
+    store.put("ns", "bin", &binary, Expect::Any).await.unwrap();
+    assert_eq!(store.get("ns", "bin").await.unwrap().unwrap().value, binary);
 }
 
-#[tokio::test]
-async fn stale_version_and_existing_key_conflict() {
-    let store = sqlite().await;
+async fn stale_version_and_existing_key_conflict(store: &dyn Store) {
     let v1 = store.put("ns", "k", b"one", Expect::Any).await.unwrap();
-    store
+    let v2 = store
         .put("ns", "k", b"two", Expect::Version(v1))
         .await
         .unwrap();
     let stale = store.put("ns", "k", b"three", Expect::Version(v1)).await;
     assert!(
-        matches!(stale, Err(StoreError::Conflict { .. })),
+        matches!(stale, Err(StoreError::Conflict { found: Some(f), .. }) if f == v2),
         "{stale:?}"
     );
     let exists = store.put("ns", "k", b"four", Expect::Absent).await;
@@ -50,26 +129,30 @@ async fn stale_version_and_existing_key_conflict() {
         matches!(exists, Err(StoreError::Conflict { .. })),
         "{exists:?}"
     );
+    let missing = store.put("ns", "nope", b"x", Expect::Version(v2)).await;
+    assert!(
+        matches!(missing, Err(StoreError::Conflict { found: None, .. })),
+        "{missing:?}"
+    );
     assert_eq!(store.get("ns", "k").await.unwrap().unwrap().value, b"two");
 }
 
-#[tokio::test]
-async fn recreated_key_never_reuses_a_version() {
-    let store = sqlite().await;
+async fn recreated_key_never_reuses_a_version(store: &dyn Store) {
     let v1 = store.put("ns", "k", b"a", Expect::Absent).await.unwrap();
     assert!(store.delete("ns", "k", Expect::Version(v1)).await.unwrap());
     let v2 = store.put("ns", "k", b"b", Expect::Absent).await.unwrap();
-    assert_ne!(v1, v2);
+    assert!(v2 > v1);
     assert!(!store.delete("ns", "gone", Expect::Any).await.unwrap());
     let missing = store.delete("ns", "gone", Expect::Version(1)).await;
     assert!(matches!(missing, Err(StoreError::Conflict { .. })));
+    let stale = store.delete("ns", "k", Expect::Version(v1)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })));
+    assert!(store.get("ns", "k").await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn scan_pages_through_every_key_in_order() {
-    let store = sqlite().await;
+async fn scan_pages_through_every_key_in_order(store: &dyn Store) {
     let mut ops = Vec::new();
-    for i in 0..250 {
+    for i in 0..1000 {
         ops.push(Op::Put {
             ns: "ns".into(),
             key: format!("k{i:04}"),
@@ -77,37 +160,58 @@ async fn scan_pages_through_every_key_in_order() {
             expect: Expect::Absent,
         });
     }
-    ops.push(Op::Put {
-        ns: "ns".into(),
-        key: "other".into(),
-        value: vec![],
-        expect: Expect::Any,
-    });
+    for key in ["j", "other", "k", "ключ", "k\u{10FFFF}"] {
+        ops.push(Op::Put {
+            ns: "ns".into(),
+            key: key.into(),
+            value: vec![],
+            expect: Expect::Any,
+        });
+    }
     store.transact(ops).await.unwrap();
 
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.scan("ns", "k", cursor.as_deref(), 100).await.unwrap();
-        assert!(page.items.len() <= 100);
+        let page = store
+            .scan("ns", "k0", cursor.as_deref(), 128)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 128);
         seen.extend(page.items.into_iter().map(|(k, _)| k));
         match page.next {
             Some(next) => cursor = Some(next),
             None => break,
         }
     }
-    let expected: Vec<String> = (0..250).map(|i| format!("k{i:04}")).collect();
+    let expected: Vec<String> = (0..1000).map(|i| format!("k{i:04}")).collect();
     assert_eq!(seen, expected);
-    assert_eq!(scan_all(store.as_ref(), "ns").await.unwrap().len(), 251);
+
+    let all: Vec<String> = scan_all(store, "ns")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted, "byte order");
+    assert_eq!(all.len(), 1005);
     assert!(matches!(
         store.scan("ns", "", Some("zz"), 10).await,
         Err(StoreError::BadCursor)
     ));
+    assert!(
+        store
+            .scan("empty", "", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
-#[tokio::test]
-async fn transact_is_all_or_nothing() {
-    let store = sqlite().await;
+async fn transact_is_all_or_nothing(store: &dyn Store) {
     let v = store
         .put("ns", "existing", b"x", Expect::Any)
         .await
@@ -143,52 +247,127 @@ async fn transact_is_all_or_nothing() {
         v
     );
 
-    store
+    // Later ops see earlier ones: clear, then create what was there.
+    let results = store
         .transact(vec![
             Op::Clear { ns: "ns".into() },
+            Op::Put {
+                ns: "ns".into(),
+                key: "existing".into(),
+                value: vec![2],
+                expect: Expect::Absent,
+            },
             Op::Put {
                 ns: "ns".into(),
                 key: "only".into(),
                 value: vec![],
                 expect: Expect::Absent,
             },
+            Op::Put {
+                ns: "other".into(),
+                key: "k".into(),
+                value: vec![],
+                expect: Expect::Any,
+            },
         ])
         .await
         .unwrap();
-    let keys: Vec<String> = scan_all(store.as_ref(), "ns")
+    assert_eq!(results.len(), 4);
+    assert!(results[1] > v && results[2] > results[1]);
+    let keys: Vec<String> = scan_all(store, "ns")
         .await
         .unwrap()
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(keys, vec!["only".to_string()]);
+    assert_eq!(keys, vec!["existing".to_string(), "only".to_string()]);
+    assert_eq!(
+        store.namespaces().await.unwrap(),
+        vec!["ns".to_string(), "other".to_string()]
+    );
+    store.delete("other", "k", Expect::Any).await.unwrap();
     assert_eq!(store.namespaces().await.unwrap(), vec!["ns".to_string()]);
 }
 
-#[tokio::test]
-async fn concurrent_writers_on_one_version_exactly_one_wins() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("db.sqlite"))
-            .await
-            .unwrap(),
-    );
-    let v = store.put("ns", "k", b"0", Expect::Absent).await.unwrap();
-    let mut tasks = Vec::new();
-    for i in 0..16u8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store.put("ns", "k", &[i], Expect::Version(v)).await
-        }));
-    }
-    let mut wins = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => wins += 1,
-            Err(StoreError::Conflict { .. }) => {}
-            Err(e) => panic!("unexpected error {e}"),
+async fn concurrent_writers_on_one_version_exactly_one_wins(store: Arc<dyn Store>) {
+    for round in 0..3 {
+        let key = format!("k{round}");
+        let v = store.put("ns", &key, b"0", Expect::Absent).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..16u8 {
+            let store = store.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                store.put("ns", &key, &[i], Expect::Version(v)).await
+            }));
         }
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(version) => winners.push(version),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}");
+        assert_eq!(
+            store.get("ns", &key).await.unwrap().unwrap().version,
+            winners[0]
+        );
     }
-    assert_eq!(wins, 1);
     store.health().await.unwrap();
 }
+
+/// One test per contract clause for one backend.
+macro_rules! conformance {
+    ($backend:ident) => {
+        mod $backend {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn put_get_and_versions_increase() {
+                let t = super::$backend().await;
+                super::put_get_and_versions_increase(t.store.as_ref()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stale_version_and_existing_key_conflict() {
+                let t = super::$backend().await;
+                super::stale_version_and_existing_key_conflict(t.store.as_ref()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn recreated_key_never_reuses_a_version() {
+                let t = super::$backend().await;
+                super::recreated_key_never_reuses_a_version(t.store.as_ref()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scan_pages_through_every_key_in_order() {
+                let t = super::$backend().await;
+                super::scan_pages_through_every_key_in_order(t.store.as_ref()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn transact_is_all_or_nothing() {
+                let t = super::$backend().await;
+                super::transact_is_all_or_nothing(t.store.as_ref()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_writers_on_one_version_exactly_one_wins() {
+                let t = super::$backend().await;
+                super::concurrent_writers_on_one_version_exactly_one_wins(t.store.clone()).await;
+                t.finish().await;
+            }
+        }
+    };
+}
+
+conformance!(sqlite);
+conformance!(sqlite_memory);
+conformance!(postgres);
+conformance!(redis);

@@ -84,6 +84,36 @@ pub enum StoreConfig {
         /// Database file; `:memory:` keeps everything in memory.
         path: PathBuf,
     },
+    /// Postgres, pooled; everything lives in one schema.
+    Postgres {
+        /// e.g. `postgres://user@127.0.0.1:5432/portcullis`
+        url: String,
+        #[serde(default = "default_pg_schema")]
+        schema: String,
+        #[serde(default = "default_max_connections")]
+        max_connections: u32,
+    },
+    /// Redis; every key starts with `prefix`.
+    Redis {
+        /// e.g. `redis://127.0.0.1:6379/0`
+        url: String,
+        #[serde(default = "default_redis_prefix")]
+        prefix: String,
+        #[serde(default = "default_max_connections")]
+        max_connections: u32,
+    },
+}
+
+fn default_pg_schema() -> String {
+    "portcullis".into()
+}
+
+fn default_redis_prefix() -> String {
+    "portcullis:".into()
+}
+
+fn default_max_connections() -> u32 {
+    10
 }
 
 impl Default for StoreConfig {
@@ -237,7 +267,25 @@ impl Config {
             StoreConfig::Sqlite { path } if path.as_os_str().is_empty() => {
                 invalid("store.path", "must not be empty")
             }
-            StoreConfig::Sqlite { .. } => Ok(()),
+            StoreConfig::Postgres { url, .. } if !url.starts_with("postgres") => {
+                invalid("store.url", "must be a postgres:// or postgresql:// URL")
+            }
+            StoreConfig::Postgres { schema, .. } if !crate::backends::valid_schema_name(schema) => {
+                invalid(
+                    "store.schema",
+                    "must be a lowercase identifier (a-z, 0-9, _), at most 63 characters",
+                )
+            }
+            StoreConfig::Redis { url, .. } if !url.starts_with("redis") => {
+                invalid("store.url", "must be a redis:// or rediss:// URL")
+            }
+            StoreConfig::Postgres {
+                max_connections: 0, ..
+            }
+            | StoreConfig::Redis {
+                max_connections: 0, ..
+            } => invalid("store.max_connections", "must be greater than 0"),
+            _ => Ok(()),
         }
     }
 }

@@ -76,5 +76,23 @@ fn store_path_alone_keeps_the_default_kind() {
     .unwrap();
     match config.store {
         StoreConfig::Sqlite { path } => assert_eq!(path, Path::new("/tmp/x.db")),
+        other => panic!("expected sqlite, got {other:?}"),
     }
+}
+
+#[test]
+fn postgres_and_redis_stores_take_defaults_and_are_checked() {
+    let pg = Config::from_toml_str(
+        "[store]\nkind = \"postgres\"\nurl = \"postgres://127.0.0.1/test\"\n",
+    )
+    .unwrap();
+    assert!(matches!(pg.store, StoreConfig::Postgres { ref schema, .. } if schema == "portcullis"));
+    let bad = Config::from_toml_str(
+        "[store]\nkind = \"postgres\"\nurl = \"postgres://x\"\nschema = \"Robert'); DROP\"\n",
+    )
+    .unwrap_err();
+    assert!(bad.to_string().contains("store.schema"), "{bad}");
+    let redis =
+        Config::from_toml_str("[store]\nkind = \"redis\"\nurl = \"http://x\"\n").unwrap_err();
+    assert!(redis.to_string().contains("store.url"), "{redis}");
 }

@@ -9,3 +9,4 @@ mod entities_schema;
 mod helpers;
 mod ops;
 mod policies;
+mod stores;
