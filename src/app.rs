@@ -62,6 +62,7 @@ impl App {
             body_limit: config.server.body_limit_bytes,
             batch_limit: config.server.batch_limit,
             started: Instant::now(),
+            admin_token: config.server.admin_token.clone(),
         });
         Ok(App {
             listener,

@@ -27,6 +27,16 @@ pub enum ApiError {
     RouteNotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("this route needs `Authorization: Bearer <admin token>`")]
+    Unauthenticated,
+    #[error("the key's version is not the one in If-Match / If-None-Match")]
+    PreconditionFailed,
+    #[error(
+        "namespace `{0}` is written only through its own API (/v1/policies, /v1/entities, /v1/schema)"
+    )]
+    NamespaceReserved(String),
+    #[error("key `{0}` not found")]
+    KeyNotFound(String),
     #[error(transparent)]
     Authz(#[from] AuthzError),
     #[error(transparent)]
@@ -74,6 +84,12 @@ impl ApiError {
             ApiError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER"),
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ApiError::PreconditionFailed => {
+                (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED")
+            }
+            ApiError::NamespaceReserved(_) => (StatusCode::CONFLICT, "NAMESPACE_RESERVED"),
+            ApiError::KeyNotFound(_) => (StatusCode::NOT_FOUND, "KEY_NOT_FOUND"),
             ApiError::Authz(e) => match e {
                 A::MissingField(_) => (StatusCode::BAD_REQUEST, "MISSING_FIELD"),
                 A::InvalidUid { .. } => (StatusCode::BAD_REQUEST, "INVALID_ENTITY_UID"),
@@ -137,11 +153,18 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(code, error = %self, cause = ?std::error::Error::source(&self), "Request failed.");
         }
-        (
+        let mut response = (
             status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             self.body_json(),
         )
-            .into_response()
+            .into_response();
+        if matches!(self, ApiError::Unauthenticated) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

@@ -10,9 +10,12 @@
 //! - schema: `GET|PUT|DELETE /v1/schema`
 //! - operations: `GET /health` (also `/`, `/v1`), `GET /ready`, `GET /metrics`,
 //!   `GET /discovery`
+//! - admin key-value store: `GET /storage/{namespace}`,
+//!   `GET|POST|DELETE /storage/{namespace}/{key}`
 //!
 //! Owns: HTTP. Must not: decide, persist, or hold state of its own.
 
+mod admin;
 mod body;
 mod decisions;
 mod entities;
@@ -20,6 +23,7 @@ mod error;
 mod ops;
 mod policies;
 mod schema;
+mod storage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +37,7 @@ use tracing::Instrument;
 
 pub use error::ApiError;
 
+use crate::config::Secret;
 use crate::services::Catalog;
 use crate::telemetry::Metrics;
 
@@ -43,6 +48,8 @@ pub struct AppState {
     pub body_limit: usize,
     pub batch_limit: usize,
     pub started: Instant,
+    /// Bearer token admitting admin routes; `None` admits nobody.
+    pub admin_token: Option<Secret>,
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.
@@ -88,6 +95,26 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/ready", "Readiness"),
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/discovery", "Version, features and routes"),
+    (
+        "GET",
+        "/storage/{namespace}",
+        "Admin: keys of a namespace, paged",
+    ),
+    (
+        "GET",
+        "/storage/{namespace}/{key}",
+        "Admin: one stored value (ETag = version)",
+    ),
+    (
+        "POST",
+        "/storage/{namespace}/{key}",
+        "Admin: store a value (If-Match, If-None-Match)",
+    ),
+    (
+        "DELETE",
+        "/storage/{namespace}/{key}",
+        "Admin: remove a value (If-Match)",
+    ),
 ];
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -130,6 +157,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/discovery", get(ops::discovery))
+        .route("/storage/{namespace}", get(storage::list))
+        .route(
+            "/storage/{namespace}/{key}",
+            get(storage::get).post(storage::put).delete(storage::delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

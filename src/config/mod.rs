@@ -62,6 +62,36 @@ pub struct ServerConfig {
     pub batch_limit: usize,
     /// How long in-flight requests may run after SIGINT/SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Bearer token for admin routes (`/storage/...`). Unset: admin routes
+    /// answer 401. Replaced by admin principals once accounts exist.
+    pub admin_token: Option<Secret>,
+}
+
+/// A configured secret: compared in constant time, never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// Constant-time equality with `candidate`.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(candidate).into()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl Default for ServerConfig {
@@ -71,6 +101,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             batch_limit: 100,
             shutdown_grace_seconds: 10,
+            admin_token: None,
         }
     }
 }
@@ -247,6 +278,17 @@ impl Config {
         };
         if self.server.body_limit_bytes == 0 {
             return invalid("server.body_limit_bytes", "must be greater than 0");
+        }
+        if self
+            .server
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.0.len() < 16)
+        {
+            return invalid(
+                "server.admin_token",
+                "must be at least 16 characters (use a random value)",
+            );
         }
         if self.server.batch_limit == 0 {
             return invalid("server.batch_limit", "must be greater than 0");

@@ -96,3 +96,15 @@ fn postgres_and_redis_stores_take_defaults_and_are_checked() {
         Config::from_toml_str("[store]\nkind = \"redis\"\nurl = \"http://x\"\n").unwrap_err();
     assert!(redis.to_string().contains("store.url"), "{redis}");
 }
+
+#[test]
+fn admin_token_is_checked_and_never_printed() {
+    let err = Config::from_toml_str("[server]\nadmin_token = \"short\"\n").unwrap_err();
+    assert!(err.to_string().contains("server.admin_token"), "{err}");
+    let config =
+        Config::from_toml_str("[server]\nadmin_token = \"0123456789abcdef-secret\"\n").unwrap();
+    let token = config.server.admin_token.as_ref().unwrap();
+    assert!(token.matches(b"0123456789abcdef-secret"));
+    assert!(!token.matches(b"0123456789abcdef-secreT"));
+    assert!(!format!("{config:?}").contains("secret"));
+}

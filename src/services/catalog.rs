@@ -23,6 +23,10 @@ const SCHEMA: &str = "schema";
 const SCHEMA_KEY: &str = "app";
 const ENTITIES: &str = "entities";
 
+/// Namespaces the catalog keeps in step with the engine: written only
+/// through it, so the raw key-value API may read them but not write them.
+pub const CATALOG_NAMESPACES: &[&str] = &[POLICIES, SCHEMA, ENTITIES];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error(transparent)]

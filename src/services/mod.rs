@@ -6,4 +6,4 @@
 
 mod catalog;
 
-pub use catalog::{Catalog, ServiceError};
+pub use catalog::{CATALOG_NAMESPACES, Catalog, ServiceError};

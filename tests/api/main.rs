@@ -9,4 +9,5 @@ mod entities_schema;
 mod helpers;
 mod ops;
 mod policies;
+mod storage;
 mod stores;
