@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
+use crate::backends::Registry;
 use crate::config::Config;
 use crate::services::Catalog;
 use crate::telemetry::Metrics;
@@ -29,11 +30,10 @@ impl App {
     /// Opens the store, loads and validates policies and entities, and binds
     /// the listener. Any invalid part stops here with its diagnostics.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = config
-            .store
-            .build()
+        let registry = Registry::open(&config.store, &config.backends, &config.registry.state_file)
             .await
-            .context("cannot open the store")?;
+            .context("cannot open the active store")?;
+        let store = registry.store();
         let cache = CacheSettings {
             decision_capacity: config.cache.decision_capacity,
             decision_ttl: Duration::from_secs(config.cache.decision_ttl_seconds),
@@ -63,6 +63,7 @@ impl App {
             batch_limit: config.server.batch_limit,
             started: Instant::now(),
             admin_token: config.server.admin_token.clone(),
+            registry,
         });
         Ok(App {
             listener,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::authz::{AuthzError, Diagnostic};
-use crate::backends::StoreError;
+use crate::backends::{RegistryError, StoreError};
 use crate::services::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,8 @@ pub enum ApiError {
     Authz(#[from] AuthzError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("internal error: {0}")]
@@ -109,6 +111,18 @@ impl ApiError {
             ApiError::Store(StoreError::Unavailable(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE")
             }
+            ApiError::Registry(e) => match e {
+                RegistryError::UnknownBackend(_) => (StatusCode::NOT_FOUND, "BACKEND_NOT_FOUND"),
+                RegistryError::AlreadyActive(_) => (StatusCode::CONFLICT, "BACKEND_ALREADY_ACTIVE"),
+                RegistryError::Unavailable { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "BACKEND_UNAVAILABLE")
+                }
+                RegistryError::Copy { .. }
+                | RegistryError::Verify { .. }
+                | RegistryError::StateFile { .. } => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "SWITCH_FAILED")
+                }
+            },
             ApiError::Store(StoreError::Corrupt(_))
             | ApiError::Corrupt(_)
             | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),

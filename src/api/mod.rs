@@ -10,8 +10,8 @@
 //! - schema: `GET|PUT|DELETE /v1/schema`
 //! - operations: `GET /health` (also `/`, `/v1`), `GET /ready`, `GET /metrics`,
 //!   `GET /discovery`
-//! - admin key-value store: `GET /storage/{namespace}`,
-//!   `GET|POST|DELETE /storage/{namespace}/{key}`
+//! - admin storage: `GET /storage/backends`, `POST /storage/switch/{backend}`,
+//!   `GET /storage/{namespace}`, `GET|POST|DELETE /storage/{namespace}/{key}`
 //!
 //! Owns: HTTP. Must not: decide, persist, or hold state of its own.
 
@@ -37,6 +37,7 @@ use tracing::Instrument;
 
 pub use error::ApiError;
 
+use crate::backends::Registry;
 use crate::config::Secret;
 use crate::services::Catalog;
 use crate::telemetry::Metrics;
@@ -50,6 +51,7 @@ pub struct AppState {
     pub started: Instant,
     /// Bearer token admitting admin routes; `None` admits nobody.
     pub admin_token: Option<Secret>,
+    pub registry: Arc<Registry>,
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.
@@ -157,6 +159,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/discovery", get(ops::discovery))
+        .route("/storage/backends", get(storage::backends))
+        .route("/storage/switch/{backend}", post(storage::switch))
         .route("/storage/{namespace}", get(storage::list))
         .route(
             "/storage/{namespace}/{key}",

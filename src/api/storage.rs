@@ -7,6 +7,10 @@
 //!   updates only that version, `If-None-Match: *` only creates; otherwise 412.
 //! - `DELETE /storage/{namespace}/{key}`: remove, honouring `If-Match`.
 //!
+//! - `GET /storage/backends`: every configured store, its role and health.
+//! - `POST /storage/switch/{backend}`: make it the active store (copy,
+//!   verify, flip; writes wait meanwhile, none fail or get lost).
+//!
 //! The catalog's namespaces (policies, schema, entities) are read-only here:
 //! writing them directly would bypass validation and the engine.
 
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::admin::Admin;
 use super::body::RawBody;
 use super::{ApiError, AppState};
-use crate::backends::{Expect, StoreError};
+use crate::backends::{BackendStatus, Expect, StoreError, SwitchReport};
 use crate::services::CATALOG_NAMESPACES;
 
 const MAX_NAME: usize = 256;
@@ -226,4 +230,16 @@ pub async fn delete(
     } else {
         Err(ApiError::KeyNotFound(key))
     }
+}
+
+pub async fn backends(_: Admin, State(state): State<Arc<AppState>>) -> Json<Vec<BackendStatus>> {
+    Json(state.registry.backends().await)
+}
+
+pub async fn switch(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    Path(backend): Path<String>,
+) -> Result<Json<SwitchReport>, ApiError> {
+    Ok(Json(state.registry.switch(&backend).await?))
 }

@@ -12,6 +12,7 @@
 mod cursor;
 mod postgres;
 mod redis;
+mod registry;
 mod sqlite;
 
 use std::sync::Arc;
@@ -21,6 +22,9 @@ use async_trait::async_trait;
 pub use cursor::{decode_cursor, encode_cursor};
 pub use postgres::{PostgresStore, valid_schema_name};
 pub use redis::RedisStore;
+pub use registry::{
+    ActiveStore, BackendStatus, DEFAULT_BACKEND, Registry, RegistryError, SwitchReport,
+};
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreConfig;
@@ -120,6 +124,12 @@ pub trait Store: Send + Sync {
     /// Applies all `ops` or none. Returns one number per op, in order: the new
     /// version of a put, 1 or 0 for whether a delete removed a key, 0 for a clear.
     async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError>;
+
+    /// Writes `items` into `ns` keeping their versions (overwriting what is
+    /// there), and moves the version sequence past the largest of them so
+    /// later writes still get new versions. Used to copy one store into
+    /// another during a switch.
+    async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError>;
 
     /// Namespaces holding at least one key.
     async fn namespaces(&self) -> Result<Vec<String>, StoreError>;

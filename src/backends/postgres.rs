@@ -303,6 +303,46 @@ impl Store for PostgresStore {
         Ok(results)
     }
 
+    #[instrument(name = "store.import", skip(self, items), fields(backend = "postgres", keys = items.len()))]
+    async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut highest = 0;
+        for chunk in items.chunks(1000) {
+            let mut keys = Vec::with_capacity(chunk.len());
+            let mut values = Vec::with_capacity(chunk.len());
+            let mut versions = Vec::with_capacity(chunk.len());
+            for (key, item) in chunk {
+                let version = raw_version(item.version)?;
+                highest = highest.max(version);
+                keys.push(key.as_str());
+                values.push(item.value.as_slice());
+                versions.push(version);
+            }
+            sqlx::query(
+                "INSERT INTO kv (ns, key, value, version) \
+                 SELECT $1, k, v, n FROM UNNEST($2::text[], $3::bytea[], $4::bigint[]) AS t(k, v, n) \
+                 ON CONFLICT (ns, key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version",
+            )
+            .bind(ns)
+            .bind(&keys)
+            .bind(&values)
+            .bind(&versions)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        if highest > 0 {
+            sqlx::query(
+                "SELECT setval('kv_version', GREATEST($1, (SELECT last_value FROM kv_version)))",
+            )
+            .bind(highest)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT DISTINCT ns FROM kv ORDER BY ns")
             .fetch_all(&self.pool)

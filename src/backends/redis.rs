@@ -102,6 +102,28 @@ return out
     )
 });
 
+/// ARGV: prefix, ns, then key, value, version triples. Returns "ok".
+static IMPORT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix, ns = ARGV[1], ARGV[2]
+local kv, ver, idx = prefix .. "kv:" .. ns, prefix .. "ver:" .. ns, prefix .. "idx:" .. ns
+local highest = 0
+for i = 3, #ARGV, 3 do
+  redis.call("HSET", kv, ARGV[i], ARGV[i + 1])
+  redis.call("HSET", ver, ARGV[i], ARGV[i + 2])
+  redis.call("ZADD", idx, 0, ARGV[i])
+  local v = tonumber(ARGV[i + 2])
+  if v > highest then highest = v end
+end
+if #ARGV >= 3 then redis.call("SADD", prefix .. "namespaces", ns) end
+local seq = tonumber(redis.call("GET", prefix .. "seq") or "0")
+if highest > seq then redis.call("SET", prefix .. "seq", highest) end
+return "ok"
+"#,
+    )
+});
+
 pub struct RedisStore {
     pool: Pool,
     prefix: String,
@@ -343,6 +365,28 @@ impl Store for RedisStore {
             }
             _ => Err(StoreError::Corrupt(format!("unexpected reply {reply:?}"))),
         }
+    }
+
+    #[instrument(name = "store.import", skip(self, items), fields(backend = "redis", keys = items.len()))]
+    async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        // Chunks keep each script short; a switch holds writes, so the
+        // chunks cannot interleave with other writers.
+        for chunk in items.chunks(1000) {
+            let mut invocation = IMPORT.prepare_invoke();
+            invocation.arg(&self.prefix).arg(ns);
+            for (key, item) in chunk {
+                invocation
+                    .arg(key)
+                    .arg(item.value.as_slice())
+                    .arg(item.version);
+            }
+            invocation
+                .invoke_async::<String>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     async fn namespaces(&self) -> Result<Vec<String>, StoreError> {

@@ -292,6 +292,34 @@ impl Store for SqliteStore {
         Ok(versions)
     }
 
+    #[instrument(name = "store.import", skip(self, items), fields(backend = "sqlite", keys = items.len()))]
+    async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(unavailable)?;
+        let mut highest = 0;
+        for (key, item) in items {
+            let version = i64::try_from(item.version)
+                .map_err(|_| StoreError::Corrupt("version overflow".into()))?;
+            highest = highest.max(version);
+            sqlx::query(
+                "INSERT INTO kv (ns, key, value, version) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = excluded.version",
+            )
+            .bind(ns)
+            .bind(key)
+            .bind(&item.value)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        sqlx::query("UPDATE kv_sequence SET last = max(last, ?) WHERE id = 1")
+            .bind(highest)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
     async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT DISTINCT ns FROM kv ORDER BY ns")
             .fetch_all(&self.reader)

@@ -318,6 +318,41 @@ async fn concurrent_writers_on_one_version_exactly_one_wins(store: Arc<dyn Store
     store.health().await.unwrap();
 }
 
+async fn import_keeps_versions_and_later_writes_go_past_them(store: &dyn Store) {
+    let item = |value: &[u8], version| Versioned {
+        value: value.to_vec(),
+        version,
+    };
+    store
+        .put("ns", "existing", b"old", Expect::Any)
+        .await
+        .unwrap();
+    let items: Vec<(String, Versioned)> = (0..2500)
+        .map(|i| (format!("k{i:05}"), item(&[1, 2, 3], 10_000 + i)))
+        .chain([("existing".to_string(), item(b"new", 7))])
+        .collect();
+    store.import("ns", &items).await.unwrap();
+
+    let copied = scan_all(store, "ns").await.unwrap();
+    assert_eq!(copied.len(), 2501);
+    let mut expected = items.clone();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(copied, expected, "same keys, values and versions");
+    let next = store
+        .put("ns", "later", b"x", Expect::Absent)
+        .await
+        .unwrap();
+    assert!(
+        next > 12_499,
+        "sequence moved past the imported versions: {next}"
+    );
+    store
+        .put("ns", "existing", b"again", Expect::Version(7))
+        .await
+        .unwrap();
+    assert_eq!(store.namespaces().await.unwrap(), vec!["ns".to_string()]);
+}
+
 /// One test per contract clause for one backend.
 macro_rules! conformance {
     ($backend:ident) => {
@@ -354,6 +389,13 @@ macro_rules! conformance {
             async fn transact_is_all_or_nothing() {
                 let t = super::$backend().await;
                 super::transact_is_all_or_nothing(t.store.as_ref()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn import_keeps_versions_and_later_writes_go_past_them() {
+                let t = super::$backend().await;
+                super::import_keeps_versions_and_later_writes_go_past_them(t.store.as_ref()).await;
                 t.finish().await;
             }
 

@@ -11,6 +11,7 @@
 
 mod env;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,26 @@ pub struct Config {
     pub policies: PoliciesConfig,
     pub cache: CacheConfig,
     pub log: LogConfig,
+    /// More named stores, besides `[store]` (named `default`), that the
+    /// active store can be switched to at runtime.
+    pub backends: BTreeMap<String, StoreConfig>,
+    pub registry: RegistryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Records which backend is active after a switch, so a restart keeps
+    /// serving from it.
+    pub state_file: PathBuf,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            state_file: PathBuf::from("var/active-store"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,30 +326,55 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &e.to_string());
         }
-        match &self.store {
-            StoreConfig::Sqlite { path } if path.as_os_str().is_empty() => {
-                invalid("store.path", "must not be empty")
+        validate_store("store", &self.store)?;
+        for (name, store) in &self.backends {
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !valid_name || name == "default" {
+                return invalid(
+                    &format!("backends.{name}"),
+                    "backend names are lowercase letters, digits, `_` and `-`; `default` is [store]",
+                );
             }
-            StoreConfig::Postgres { url, .. } if !url.starts_with("postgres") => {
-                invalid("store.url", "must be a postgres:// or postgresql:// URL")
-            }
-            StoreConfig::Postgres { schema, .. } if !crate::backends::valid_schema_name(schema) => {
-                invalid(
-                    "store.schema",
-                    "must be a lowercase identifier (a-z, 0-9, _), at most 63 characters",
-                )
-            }
-            StoreConfig::Redis { url, .. } if !url.starts_with("redis") => {
-                invalid("store.url", "must be a redis:// or rediss:// URL")
-            }
-            StoreConfig::Postgres {
-                max_connections: 0, ..
-            }
-            | StoreConfig::Redis {
-                max_connections: 0, ..
-            } => invalid("store.max_connections", "must be greater than 0"),
-            _ => Ok(()),
+            validate_store(&format!("backends.{name}"), store)?;
         }
+        Ok(())
+    }
+}
+
+fn validate_store(at: &str, store: &StoreConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: &str| {
+        Err(ConfigError::Invalid {
+            key: format!("{at}.{key}"),
+            message: message.to_owned(),
+        })
+    };
+    match store {
+        StoreConfig::Sqlite { path } if path.as_os_str().is_empty() => {
+            invalid("path", "must not be empty")
+        }
+        StoreConfig::Postgres { url, .. } if !url.starts_with("postgres") => {
+            invalid("url", "must be a postgres:// or postgresql:// URL")
+        }
+        StoreConfig::Postgres { schema, .. } if !crate::backends::valid_schema_name(schema) => {
+            invalid(
+                "schema",
+                "must be a lowercase identifier (a-z, 0-9, _), at most 63 characters",
+            )
+        }
+        StoreConfig::Redis { url, .. } if !url.starts_with("redis") => {
+            invalid("url", "must be a redis:// or rediss:// URL")
+        }
+        StoreConfig::Postgres {
+            max_connections: 0, ..
+        }
+        | StoreConfig::Redis {
+            max_connections: 0, ..
+        } => invalid("max_connections", "must be greater than 0"),
+        _ => Ok(()),
     }
 }
 

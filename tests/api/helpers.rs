@@ -50,6 +50,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         path: db.path().join("portcullis.db"),
     };
     config.policies.dir = policy_dir.path().to_owned();
+    config.registry.state_file = db.path().join("active-store");
     // Tests reload explicitly; the watcher test turns this back on.
     config.policies.watch = false;
     adjust(&mut config);

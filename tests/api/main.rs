@@ -11,3 +11,4 @@ mod ops;
 mod policies;
 mod storage;
 mod stores;
+mod switch;
