@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use portcullis::backends::{RedisStore, Store};
+use portcullis::backends::RedisStore;
 use portcullis::config::{Secret, StoreConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
