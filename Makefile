@@ -3,7 +3,7 @@
 #   make test   install what the tests need, then run all of them
 export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
 
-.PHONY: run test lint bench load ci
+.PHONY: run test lint bench load switch-bench ci
 
 run:
 	cargo run --release -- serve
@@ -21,5 +21,8 @@ bench:
 
 load:
 	scripts/load.sh
+
+switch-bench:
+	scripts/switch-bench.sh
 
 ci: lint test

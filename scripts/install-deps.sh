@@ -25,9 +25,16 @@ apt_install() { # packages...
 
 case "$want" in
   test)
-    # The PDP core's tests use only the embedded SQLite store (compiled in).
-    # Later backends add slapd, oidc-provider and Chromium here.
     command -v cargo > /dev/null || { echo "cargo is required" >&2; exit 1; }
+    # The machine's own PostgreSQL and Redis: tests use their own schema and
+    # key prefix on them. Say clearly when one is not there.
+    for service in "PostgreSQL 127.0.0.1 5432" "Redis 127.0.0.1 6379"; do
+      set -- $service
+      if ! (exec 3<>"/dev/tcp/$2/$3") 2> /dev/null; then
+        echo "$1 is not answering on $2:$3; the tests need it running" >&2
+        exit 1
+      fi
+    done
     ;;
   load)
     apt_install wrk curl

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# make switch-bench: how long a runtime store switch holds writes, and what
+# requests see meanwhile. Loads the 11,200-entity bench data set (11,200+
+# keys), then while wrk sends decisions and writes, switches the active
+# store SQLite -> Postgres -> Redis -> SQLite and prints each switch report.
+#
+# Uses the machine's Postgres (database test, its own schema) and Redis
+# (its own key prefix), and removes both afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=${LOAD_PORT:-18180}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}
+export PORTCULLIS_LOAD_TOKEN=switch-bench-token-0123456789
+POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+tag="pc_bench_$$"
+
+scripts/install-deps.sh load
+cargo build --release --quiet --bin portcullis
+helper=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "load" and m.get("executable"):
+        print(m["executable"])')
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql "$POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS $tag CASCADE" > /dev/null 2>&1 || true
+  redis-cli -u "$REDIS_URL" --scan --pattern "$tag:*" | xargs -r redis-cli -u "$REDIS_URL" DEL > /dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$helper" dataset "$work" > /dev/null
+PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
+PORTCULLIS_SERVER__BODY_LIMIT_BYTES=67108864 \
+PORTCULLIS_SERVER__ADMIN_TOKEN=$PORTCULLIS_LOAD_TOKEN \
+PORTCULLIS_STORE__PATH="$work/portcullis.db" \
+PORTCULLIS_REGISTRY__STATE_FILE="$work/active-store" \
+PORTCULLIS_POLICIES__DIR="$work/policies" \
+PORTCULLIS_POLICIES__WATCH=false \
+PORTCULLIS_LOG__LEVEL=warn \
+PORTCULLIS_BACKENDS__PG__KIND=postgres \
+PORTCULLIS_BACKENDS__PG__URL="$POSTGRES_URL" \
+PORTCULLIS_BACKENDS__PG__SCHEMA="$tag" \
+PORTCULLIS_BACKENDS__CACHE__KIND=redis \
+PORTCULLIS_BACKENDS__CACHE__URL="$REDIS_URL" \
+PORTCULLIS_BACKENDS__CACHE__PREFIX="$tag:" \
+  "$CARGO_TARGET_DIR/release/portcullis" serve &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$PORT/ready" > /dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS -X PUT --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
+
+for target in pg cache default; do
+  wrk -t1 -c8 -d6s -s scripts/load/unique.lua "http://127.0.0.1:$PORT/v1/is_authorized" > "$work/decide.out" &
+  decide=$!
+  wrk -t1 -c4 -d6s -s scripts/load/write.lua "http://127.0.0.1:$PORT" > "$work/write.out" &
+  writes=$!
+  sleep 2
+  report=$(curl -fsS -X POST -H "Authorization: Bearer $PORTCULLIS_LOAD_TOKEN" \
+    "http://127.0.0.1:$PORT/storage/switch/$target")
+  wait $decide $writes
+  echo "switch -> $target: $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r["keys"]} keys in {len(r["namespaces"])} namespaces, writes held {r["duration_ms"]} ms")')"
+  echo "  decisions during it: $(grep RESULT "$work/decide.out" | sed 's/RESULT //')"
+  echo "  writes during it:    $(grep RESULT "$work/write.out" | sed 's/RESULT //')"
+done
