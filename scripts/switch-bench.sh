@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 PORT=${LOAD_PORT:-18180}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}
-export PORTCULLIS_LOAD_TOKEN=switch-bench-token-0123456789
+export LOAD_ADMIN_TOKEN=switch-bench-token-0123456789
 POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 tag="pc_bench_$$"
@@ -39,7 +39,7 @@ trap cleanup EXIT
 "$helper" dataset "$work" > /dev/null
 PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
 PORTCULLIS_SERVER__BODY_LIMIT_BYTES=67108864 \
-PORTCULLIS_SERVER__ADMIN_TOKEN=$PORTCULLIS_LOAD_TOKEN \
+PORTCULLIS_SERVER__ADMIN_TOKEN=$LOAD_ADMIN_TOKEN \
 PORTCULLIS_STORE__PATH="$work/portcullis.db" \
 PORTCULLIS_REGISTRY__STATE_FILE="$work/active-store" \
 PORTCULLIS_POLICIES__DIR="$work/policies" \
@@ -65,7 +65,7 @@ for target in pg cache default; do
   wrk -t1 -c4 -d6s -s scripts/load/write.lua "http://127.0.0.1:$PORT" > "$work/write.out" &
   writes=$!
   sleep 2
-  report=$(curl -fsS -X POST -H "Authorization: Bearer $PORTCULLIS_LOAD_TOKEN" \
+  report=$(curl -fsS -X POST -H "Authorization: Bearer $LOAD_ADMIN_TOKEN" \
     "http://127.0.0.1:$PORT/storage/switch/$target")
   wait $decide $writes
   echo "switch -> $target: $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r["keys"]} keys in {len(r["namespaces"])} namespaces, writes held {r["duration_ms"]} ms")')"

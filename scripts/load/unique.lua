@@ -25,4 +25,4 @@ request = function()
   return wrk.format("POST", "/v1/is_authorized", {["Content-Type"] = "application/json"}, body)
 end
 
-done = dofile(os.getenv("PORTCULLIS_LOAD_REPORT") or "scripts/load/report.lua")
+done = dofile(os.getenv("LOAD_REPORT") or "scripts/load/report.lua")

@@ -1,8 +1,8 @@
 -- A new key-value write on every request (admin API): shows how long writes
--- are held while a store switch copies. Needs PORTCULLIS_LOAD_TOKEN.
+-- are held while a store switch copies. Needs LOAD_ADMIN_TOKEN.
 local counter = 0
 local threads = 0
-local token = os.getenv("PORTCULLIS_LOAD_TOKEN") or ""
+local token = os.getenv("LOAD_ADMIN_TOKEN") or ""
 
 setup = function(thread)
   threads = threads + 1
@@ -19,4 +19,4 @@ request = function()
     {["Authorization"] = "Bearer " .. token}, "value-" .. counter)
 end
 
-done = dofile(os.getenv("PORTCULLIS_LOAD_REPORT") or "scripts/load/report.lua")
+done = dofile(os.getenv("LOAD_REPORT") or "scripts/load/report.lua")
