@@ -68,7 +68,7 @@ for target in pg cache default; do
   report=$(curl -fsS -X POST -H "Authorization: Bearer $LOAD_ADMIN_TOKEN" \
     "http://127.0.0.1:$PORT/storage/switch/$target")
   wait $decide $writes
-  echo "switch -> $target: $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r["keys"]} keys in {len(r["namespaces"])} namespaces, writes held {r["duration_ms"]} ms")')"
+  echo "switch -> $target: $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%d keys in %d namespaces, writes held %d ms" % (r["keys"], len(r["namespaces"]), r["duration_ms"]))')"
   echo "  decisions during it: $(grep RESULT "$work/decide.out" | sed 's/RESULT //')"
   echo "  writes during it:    $(grep RESULT "$work/write.out" | sed 's/RESULT //')"
 done
