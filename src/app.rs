@@ -30,9 +30,14 @@ impl App {
     /// Opens the store, loads and validates policies and entities, and binds
     /// the listener. Any invalid part stops here with its diagnostics.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let registry = Registry::open(&config.store, &config.backends, &config.registry.state_file)
-            .await
-            .context("cannot open the active store")?;
+        let registry = Registry::open(
+            &config.store,
+            &config.backends,
+            &config.registry.state_file,
+            &config.resilience,
+        )
+        .await
+        .context("cannot open the active store")?;
         let store = registry.store();
         let cache = CacheSettings {
             decision_capacity: config.cache.decision_capacity,

@@ -108,9 +108,11 @@ impl ApiError {
                 (StatusCode::CONFLICT, "VERSION_CONFLICT")
             }
             ApiError::Store(StoreError::BadCursor) => (StatusCode::BAD_REQUEST, "INVALID_CURSOR"),
-            ApiError::Store(StoreError::Unavailable(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE")
-            }
+            ApiError::Store(
+                StoreError::Unavailable(_)
+                | StoreError::Unreachable(_)
+                | StoreError::CircuitOpen(_),
+            ) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
             ApiError::Registry(e) => match e {
                 RegistryError::UnknownBackend(_) => (StatusCode::NOT_FOUND, "BACKEND_NOT_FOUND"),
                 RegistryError::AlreadyActive(_) => (StatusCode::CONFLICT, "BACKEND_ALREADY_ACTIVE"),

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{AppState, ROUTES};
+use crate::backends::BreakerState;
 
 #[derive(Serialize)]
 pub struct Health {
@@ -30,8 +31,11 @@ pub struct Health {
 
 #[derive(Serialize)]
 struct StoreHealth {
+    /// The active backend's name.
+    backend: String,
     kind: &'static str,
     status: &'static str,
+    breaker: Option<BreakerState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -44,17 +48,20 @@ struct Generation {
 
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
     let store = state.catalog.store();
-    let store_health = match store.health().await {
-        Ok(()) => StoreHealth {
-            kind: store.kind(),
-            status: "up",
-            error: None,
-        },
-        Err(e) => StoreHealth {
-            kind: store.kind(),
-            status: "down",
-            error: Some(e.to_string()),
-        },
+    let backend = state.registry.active_name();
+    let breaker = state
+        .registry
+        .breakers()
+        .into_iter()
+        .find(|(name, ..)| *name == backend)
+        .map(|(_, breaker, ..)| breaker);
+    let answer = store.health().await;
+    let store_health = StoreHealth {
+        backend,
+        kind: store.kind(),
+        status: if answer.is_ok() { "up" } else { "down" },
+        breaker,
+        error: answer.err().map(|e| e.to_string()),
     };
     let engine = state.catalog.engine();
     let (policies, entities) = (engine.policies(), engine.entities());
@@ -98,6 +105,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .metrics
         .entity_generation
         .set(engine.entities().generation as i64);
+    for (backend, breaker, retries, failures) in state.registry.breakers() {
+        state
+            .metrics
+            .observe_backend(&backend, breaker.as_number(), retries, failures);
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -13,6 +13,7 @@ mod cursor;
 mod postgres;
 mod redis;
 mod registry;
+mod resilience;
 mod sqlite;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use redis::RedisStore;
 pub use registry::{
     ActiveStore, BackendStatus, DEFAULT_BACKEND, Registry, RegistryError, SwitchReport,
 };
+pub use resilience::{BackendStats, BreakerState, Resilient};
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreConfig;
@@ -84,10 +86,32 @@ pub enum StoreError {
     },
     #[error("invalid cursor")]
     BadCursor,
+    /// The operation failed on the way; whether it applied is unknown.
     #[error("store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No connection could be had: the operation was never sent.
+    #[error("store is unreachable")]
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend's circuit breaker is open: the call was not attempted.
+    #[error("circuit breaker of backend `{0}` is open")]
+    CircuitOpen(String),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Worth trying again: the backend may answer next time.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Unreachable(_)
+        )
+    }
+}
+
+/// For connection acquisition: nothing was sent, so any op may be retried.
+pub(crate) fn unreachable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unreachable(Box::new(e))
 }
 
 /// The versioned key-value store. Implemented by SQLite now; Postgres and

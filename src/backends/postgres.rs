@@ -15,7 +15,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 use tracing::instrument;
 
-use super::{Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor};
+use super::{
+    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor, unreachable,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
@@ -226,7 +228,7 @@ impl Store for PostgresStore {
         value: &[u8],
         expect: Expect,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let mut conn = self.pool.acquire().await.map_err(unreachable)?;
         let op = Op::Put {
             ns: ns.to_owned(),
             key: key.to_owned(),
@@ -238,7 +240,7 @@ impl Store for PostgresStore {
 
     #[instrument(name = "store.delete", skip(self), fields(backend = "postgres"))]
     async fn delete(&self, ns: &str, key: &str, expect: Expect) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let mut conn = self.pool.acquire().await.map_err(unreachable)?;
         let op = Op::Delete {
             ns: ns.to_owned(),
             key: key.to_owned(),
@@ -293,7 +295,7 @@ impl Store for PostgresStore {
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "postgres", ops = ops.len()))]
     async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.pool.begin().await.map_err(unreachable)?;
         let mut results = Vec::with_capacity(ops.len());
         for op in &ops {
             // An early return drops `tx`, which rolls everything back.
@@ -305,7 +307,7 @@ impl Store for PostgresStore {
 
     #[instrument(name = "store.import", skip(self, items), fields(backend = "postgres", keys = items.len()))]
     async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.pool.begin().await.map_err(unreachable)?;
         let mut highest = 0;
         for chunk in items.chunks(1000) {
             let mut keys = Vec::with_capacity(chunk.len());

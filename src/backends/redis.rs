@@ -14,7 +14,9 @@ use deadpool_redis::redis::{self, Script};
 use deadpool_redis::{Config, Pool, Runtime};
 use tracing::instrument;
 
-use super::{Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor};
+use super::{
+    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor, unreachable,
+};
 
 /// ARGV: prefix, op count, then 5 per op: kind (P/D/C), ns, key, expect
 /// (`any`, `absent` or a version), value. Returns `{"ok", r1, …}` or
@@ -159,7 +161,7 @@ impl RedisStore {
     }
 
     async fn conn(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        self.pool.get().await.map_err(unavailable)
+        self.pool.get().await.map_err(unreachable)
     }
 
     /// Removes every key under this store's prefix.

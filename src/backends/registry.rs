@@ -19,8 +19,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell, RwLock};
 
+use super::resilience::{BreakerState, Resilient};
 use super::{Expect, Op, ScanPage, Store, StoreError, Versioned, scan_all};
-use crate::config::StoreConfig;
+use crate::config::{ResilienceConfig, StoreConfig};
 
 /// The name of the `[store]` backend.
 pub const DEFAULT_BACKEND: &str = "default";
@@ -58,20 +59,23 @@ pub enum RegistryError {
 
 struct Slot {
     config: StoreConfig,
-    store: OnceCell<Arc<dyn Store>>,
+    resilience: ResilienceConfig,
+    store: OnceCell<Arc<Resilient>>,
 }
 
 impl Slot {
-    async fn connect(&self, name: &str) -> Result<Arc<dyn Store>, RegistryError> {
+    /// The backend behind its resilience wrapper, opened on first use.
+    async fn connect(&self, name: &str) -> Result<Arc<Resilient>, RegistryError> {
         let unavailable = |source| RegistryError::Unavailable {
             name: name.to_owned(),
             source,
         };
         self.store
             .get_or_try_init(|| async {
-                tokio::time::timeout(OPEN_TIMEOUT, self.config.build())
+                let store = tokio::time::timeout(OPEN_TIMEOUT, self.config.build())
                     .await
-                    .map_err(|_| StoreError::Unavailable("timed out opening the store".into()))?
+                    .map_err(|_| StoreError::Unavailable("timed out opening the store".into()))??;
+                Ok(Arc::new(Resilient::new(name, store, &self.resilience)))
             })
             .await
             .cloned()
@@ -89,7 +93,7 @@ impl Slot {
 
 struct Active {
     name: String,
-    store: Arc<dyn Store>,
+    store: Arc<Resilient>,
 }
 
 pub struct Registry {
@@ -113,6 +117,12 @@ pub struct BackendStatus {
     pub health: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `closed`, `half_open` or `open`; absent until the backend was opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerState>,
+    /// Retried calls and calls that failed after their retries.
+    pub retries: u64,
+    pub failures: u64,
 }
 
 /// What a switch did.
@@ -134,23 +144,17 @@ impl Registry {
         default: &StoreConfig,
         backends: &BTreeMap<String, StoreConfig>,
         state_file: &Path,
+        resilience: &ResilienceConfig,
     ) -> Result<Arc<Registry>, RegistryError> {
+        let slot = |config: &StoreConfig| Slot {
+            config: config.clone(),
+            resilience: resilience.clone(),
+            store: OnceCell::new(),
+        };
         let mut slots = BTreeMap::new();
-        slots.insert(
-            DEFAULT_BACKEND.to_owned(),
-            Slot {
-                config: default.clone(),
-                store: OnceCell::new(),
-            },
-        );
+        slots.insert(DEFAULT_BACKEND.to_owned(), slot(default));
         for (name, config) in backends {
-            slots.insert(
-                name.clone(),
-                Slot {
-                    config: config.clone(),
-                    store: OnceCell::new(),
-                },
-            );
+            slots.insert(name.clone(), slot(config));
         }
         let recorded = match std::fs::read_to_string(state_file) {
             Ok(text) => Some(text.trim().to_owned()),
@@ -190,14 +194,52 @@ impl Registry {
         self.active.load().name.clone()
     }
 
+    /// Breaker state, retries and failures of every backend opened so far,
+    /// without calling any of them (for `/metrics` and `/health`).
+    pub fn breakers(&self) -> Vec<(String, BreakerState, u64, u64)> {
+        self.slots
+            .iter()
+            .filter_map(|(name, slot)| {
+                let store = slot.store.get()?;
+                Some((
+                    name.clone(),
+                    store.breaker_state(),
+                    store
+                        .stats
+                        .retries
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    store
+                        .stats
+                        .failures
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                ))
+            })
+            .collect()
+    }
+
     pub async fn backends(&self) -> Vec<BackendStatus> {
         let active = self.active_name();
         let previous = self.previous.load().as_ref().map(|p| p.name.clone());
         let mut out = Vec::with_capacity(self.slots.len());
         for (name, slot) in &self.slots {
-            let health = match slot.connect(name).await {
+            let opened = slot.connect(name).await;
+            let health = match &opened {
                 Ok(store) => store.health().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
+            };
+            let (breaker, retries, failures) = match &opened {
+                Ok(store) => (
+                    Some(store.breaker_state()),
+                    store
+                        .stats
+                        .retries
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    store
+                        .stats
+                        .failures
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                ),
+                Err(_) => (None, 0, 0),
             };
             out.push(BackendStatus {
                 name: name.clone(),
@@ -211,6 +253,9 @@ impl Registry {
                 },
                 health: if health.is_ok() { "up" } else { "down" },
                 error: health.err(),
+                breaker,
+                retries,
+                failures,
             });
         }
         out
@@ -261,8 +306,8 @@ impl Registry {
     /// versions, and checks the copy key by key.
     async fn copy(
         &self,
-        source: &Arc<dyn Store>,
-        target: &Arc<dyn Store>,
+        source: &Arc<Resilient>,
+        target: &Arc<Resilient>,
         name: &str,
     ) -> Result<BTreeMap<String, usize>, RegistryError> {
         let failed = |source| RegistryError::Copy {
@@ -333,7 +378,7 @@ pub struct ActiveStore {
 }
 
 impl ActiveStore {
-    fn current(&self) -> Arc<dyn Store> {
+    fn current(&self) -> Arc<Resilient> {
         self.registry.active.load().store.clone()
     }
 }

@@ -15,7 +15,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tracing::instrument;
 
-use super::{Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor};
+use super::{
+    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor, unreachable,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
@@ -282,7 +284,7 @@ impl Store for SqliteStore {
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "sqlite", ops = ops.len()))]
     async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(unavailable)?;
+        let mut tx = self.writer.begin().await.map_err(unreachable)?;
         let mut versions = Vec::with_capacity(ops.len());
         for op in &ops {
             // An early return drops `tx`, which rolls everything back.
@@ -294,7 +296,7 @@ impl Store for SqliteStore {
 
     #[instrument(name = "store.import", skip(self, items), fields(backend = "sqlite", keys = items.len()))]
     async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(unavailable)?;
+        let mut tx = self.writer.begin().await.map_err(unreachable)?;
         let mut highest = 0;
         for (key, item) in items {
             let version = i64::try_from(item.version)

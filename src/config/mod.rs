@@ -54,6 +54,33 @@ pub struct Config {
     /// active store can be switched to at runtime.
     pub backends: BTreeMap<String, StoreConfig>,
     pub registry: RegistryConfig,
+    pub resilience: ResilienceConfig,
+}
+
+/// Retries and circuit breaking, applied to every backend call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// Retries after the first attempt, for transient errors only.
+    pub retries: u32,
+    pub retry_min_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    /// Transient failures in a row that open a backend's breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails calls at once before one probe.
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            retry_min_delay_ms: 10,
+            retry_max_delay_ms: 200,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +352,19 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &e.to_string());
+        }
+        let r = &self.resilience;
+        if r.breaker_failures == 0 {
+            return invalid("resilience.breaker_failures", "must be greater than 0");
+        }
+        if r.retries > 10 {
+            return invalid("resilience.retries", "must be at most 10");
+        }
+        if r.retry_min_delay_ms > r.retry_max_delay_ms {
+            return invalid(
+                "resilience.retry_min_delay_ms",
+                "must not exceed resilience.retry_max_delay_ms",
+            );
         }
         validate_store("store", &self.store)?;
         for (name, store) in &self.backends {

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Decision latencies span ~1 µs (cache hit) to tens of ms (huge entity sets).
@@ -59,6 +59,9 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     pub policy_generation: IntGauge,
     pub entity_generation: IntGauge,
+    breaker_state: IntGaugeVec,
+    backend_retries: IntCounterVec,
+    backend_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -116,8 +119,36 @@ impl Metrics {
             IntGauge::new("entity_generation", "Generation of the serving entity set.")
                 .expect("static metric definition");
 
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "backend_breaker_state",
+                "Circuit breaker per backend: 0 closed, 1 half-open, 2 open.",
+            ),
+            &["backend"],
+        )
+        .expect("static metric definition");
+        let backend_retries = IntCounterVec::new(
+            Opts::new(
+                "backend_retries_total",
+                "Backend calls retried after a transient error.",
+            ),
+            &["backend"],
+        )
+        .expect("static metric definition");
+        let backend_errors = IntCounterVec::new(
+            Opts::new(
+                "backend_errors_total",
+                "Backend calls that failed with a transient error after their retries.",
+            ),
+            &["backend"],
+        )
+        .expect("static metric definition");
+
         for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(breaker_state.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(backend_retries.clone()),
+            Box::new(backend_errors.clone()),
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(decision_duration.clone()),
             Box::new(decisions.clone()),
@@ -160,6 +191,23 @@ impl Metrics {
             policy_reloads,
             policy_generation,
             entity_generation,
+            breaker_state,
+            backend_retries,
+            backend_errors,
+        }
+    }
+
+    /// Brings a backend's breaker gauge and counters up to its totals.
+    pub fn observe_backend(&self, backend: &str, breaker: i64, retries: u64, errors: u64) {
+        self.breaker_state
+            .with_label_values(&[backend])
+            .set(breaker);
+        for (counter, total) in [
+            (&self.backend_retries, retries),
+            (&self.backend_errors, errors),
+        ] {
+            let counter = counter.with_label_values(&[backend]);
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 

@@ -9,6 +9,7 @@ mod entities_schema;
 mod helpers;
 mod ops;
 mod policies;
+mod resilience;
 mod storage;
 mod stores;
 mod switch;
