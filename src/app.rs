@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
-use crate::backends::Registry;
+use crate::backends::{Notice, RedisBus, Registry};
 use crate::config::Config;
 use crate::services::Catalog;
 use crate::telemetry::Metrics;
@@ -22,7 +22,8 @@ use crate::telemetry::Metrics;
 pub struct App {
     listener: TcpListener,
     state: Arc<AppState>,
-    watcher: Option<JoinHandle<()>>,
+    /// Background tasks stopped with the server: policy watcher, bus listener.
+    tasks: Vec<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -45,10 +46,23 @@ impl App {
             entity_capacity: config.cache.entity_capacity,
             entity_ttl: Duration::from_secs(config.cache.entity_ttl_seconds),
         };
-        let catalog = Catalog::open(store, &config.policies.dir, &cache)
+        let mut catalog = Catalog::open(store, &config.policies.dir, &cache)
             .await
             .map_err(describe)?;
+        let mut notices = None;
+        if let Some(bus) = &config.bus {
+            let bus = Arc::new(
+                RedisBus::new(&bus.url, &bus.channel).context("cannot configure the change bus")?,
+            );
+            notices = Some(
+                bus.subscribe()
+                    .await
+                    .context("cannot subscribe to the change bus")?,
+            );
+            catalog = catalog.with_bus(bus);
+        }
         let catalog = Arc::new(catalog);
+        let listener_task = notices.map(|rx| spawn_listener(catalog.clone(), rx));
         let metrics = Arc::new(Metrics::new(&api::served_routes()));
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -73,7 +87,7 @@ impl App {
         Ok(App {
             listener,
             state,
-            watcher,
+            tasks: watcher.into_iter().chain(listener_task).collect(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
     }
@@ -97,7 +111,7 @@ impl App {
         let App {
             listener,
             state,
-            watcher,
+            tasks,
             grace,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "Portcullis is listening.");
@@ -121,8 +135,8 @@ impl App {
                 Ok(())
             }
         };
-        if let Some(watcher) = watcher {
-            watcher.abort();
+        for task in tasks {
+            task.abort();
         }
         result
     }
@@ -177,6 +191,23 @@ fn spawn_watcher(
                         .with_label_values(&["rejected"])
                         .inc();
                     tracing::warn!(error = %describe(e), "Policy directory changed but the new set is invalid; the previous set keeps serving.");
+                }
+            }
+        }
+    })
+}
+
+/// Applies change notices from other instances as they arrive.
+fn spawn_listener(
+    catalog: Arc<Catalog>,
+    mut notices: tokio::sync::mpsc::Receiver<Notice>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            match catalog.apply(&notice).await {
+                Ok(()) => tracing::debug!(?notice, "Applied a change from another instance."),
+                Err(e) => {
+                    tracing::warn!(?notice, error = %describe(e), "Could not apply a change from another instance.")
                 }
             }
         }

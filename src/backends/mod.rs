@@ -9,6 +9,7 @@
 //! [`StoreError::Conflict`] otherwise, which gives optimistic concurrency to
 //! every caller and makes copying between stores verifiable.
 
+mod bus;
 mod cursor;
 mod postgres;
 mod redis;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use bus::{Notice, RedisBus};
 pub use cursor::{decode_cursor, encode_cursor};
 pub use postgres::{PostgresStore, valid_schema_name};
 pub use redis::RedisStore;

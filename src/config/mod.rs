@@ -55,6 +55,23 @@ pub struct Config {
     pub backends: BTreeMap<String, StoreConfig>,
     pub registry: RegistryConfig,
     pub resilience: ResilienceConfig,
+    /// Change notices between instances that share one store.
+    pub bus: Option<BusConfig>,
+}
+
+/// Redis pub/sub for change notices: every policy, schema or entity write
+/// is announced, and every other instance reloads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// e.g. `redis://127.0.0.1:6379`
+    pub url: String,
+    #[serde(default = "default_bus_channel")]
+    pub channel: String,
+}
+
+fn default_bus_channel() -> String {
+    "portcullis:changes".into()
 }
 
 /// Retries and circuit breaking, applied to every backend call.
@@ -365,6 +382,14 @@ impl Config {
                 "resilience.retry_min_delay_ms",
                 "must not exceed resilience.retry_max_delay_ms",
             );
+        }
+        if let Some(bus) = &self.bus {
+            if !bus.url.starts_with("redis") {
+                return invalid("bus.url", "must be a redis:// or rediss:// URL");
+            }
+            if bus.channel.is_empty() {
+                return invalid("bus.channel", "must not be empty");
+            }
         }
         validate_store("store", &self.store)?;
         for (name, store) in &self.backends {

@@ -16,7 +16,7 @@ use crate::authz::{
     AuthzError, CacheSettings, Engine, EntitySnapshot, PolicyInputs, PolicyOrigin, PolicySnapshot,
     SchemaDoc, entity_key, load_policy_dir, parse_entities,
 };
-use crate::backends::{Expect, Op, Store, StoreError, scan_all};
+use crate::backends::{Expect, Notice, Op, RedisBus, Store, StoreError, scan_all};
 
 const POLICIES: &str = "policies";
 const SCHEMA: &str = "schema";
@@ -48,11 +48,17 @@ struct StoredSchema {
     schema: Option<serde_json::Value>,
 }
 
+/// Change-notice topics.
+const TOPIC_POLICIES: &str = "policies";
+const TOPIC_ENTITIES: &str = "entities";
+
 pub struct Catalog {
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
     policy_dir: PathBuf,
     writer: Mutex<()>,
+    /// Tells other instances sharing the store what changed.
+    bus: Option<Arc<RedisBus>>,
 }
 
 impl Catalog {
@@ -65,11 +71,7 @@ impl Catalog {
     ) -> Result<Catalog, ServiceError> {
         let inputs = read_inputs(store.as_ref(), policy_dir).await?;
         let policies = PolicySnapshot::build(&inputs, 1)?;
-        let docs = scan_all(store.as_ref(), ENTITIES)
-            .await?
-            .into_iter()
-            .map(|(key, v)| decode::<serde_json::Value>(&v.value, &format!("entity {key}")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let docs = read_entity_docs(store.as_ref()).await?;
         let entities = EntitySnapshot::from_docs(docs, policies.schema.as_ref(), 1)?;
         let engine = Arc::new(Engine::new(policies, entities, cache));
         Ok(Catalog {
@@ -77,7 +79,54 @@ impl Catalog {
             engine,
             policy_dir: policy_dir.to_owned(),
             writer: Mutex::new(()),
+            bus: None,
         })
+    }
+
+    /// Announce every change on `bus` from now on.
+    pub fn with_bus(mut self, bus: Arc<RedisBus>) -> Catalog {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// A change is stored and served here; tell the other instances. A lost
+    /// notice leaves them stale until the next one, so it is logged loudly.
+    async fn announce(&self, topic: &str) {
+        if let Some(bus) = &self.bus
+            && let Err(e) = bus.publish(topic).await
+        {
+            tracing::warn!(topic, error = %e, "Could not announce a change to other instances.");
+        }
+    }
+
+    /// Applies a notice from another instance: reload what it changed.
+    pub async fn apply(&self, notice: &Notice) -> Result<(), ServiceError> {
+        match notice {
+            Notice::Changed(topic) if topic == TOPIC_ENTITIES => self.refresh_entities().await,
+            Notice::Changed(_) => self.refresh_policies().await,
+            Notice::Resync => {
+                self.refresh_policies().await?;
+                self.refresh_entities().await
+            }
+        }
+    }
+
+    async fn refresh_policies(&self) -> Result<(), ServiceError> {
+        self.reload().await.map(|_| ())
+    }
+
+    /// Rebuilds the entity snapshot from the store.
+    async fn refresh_entities(&self) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let docs = read_entity_docs(self.store.as_ref()).await?;
+        let policies = self.engine.policies();
+        let snapshot = EntitySnapshot::from_docs(
+            docs,
+            policies.schema.as_ref(),
+            self.engine.next_generation(),
+        )?;
+        self.engine.swap_entities(snapshot);
+        Ok(())
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -174,6 +223,7 @@ impl Catalog {
         let snapshot = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
         self.store.delete(POLICIES, id, Expect::Any).await?;
         self.engine.swap_policies(snapshot);
+        self.announce(TOPIC_POLICIES).await;
         Ok(())
     }
 
@@ -211,6 +261,7 @@ impl Catalog {
         let snapshot = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
         self.store.transact(ops).await?;
         self.engine.swap_policies(snapshot);
+        self.announce(TOPIC_POLICIES).await;
         Ok(())
     }
 
@@ -243,6 +294,7 @@ impl Catalog {
             .await?;
         self.engine.swap_entities(entities);
         self.engine.swap_policies(policies);
+        self.announce(TOPIC_POLICIES).await;
         Ok(())
     }
 
@@ -282,6 +334,7 @@ impl Catalog {
         };
         self.store.transact(ops).await?;
         self.engine.swap_entities(snapshot);
+        self.announce(TOPIC_ENTITIES).await;
         Ok(())
     }
 
@@ -301,6 +354,7 @@ impl Catalog {
         )?;
         self.store.delete(ENTITIES, &key, Expect::Any).await?;
         self.engine.swap_entities(snapshot);
+        self.announce(TOPIC_ENTITIES).await;
         Ok(())
     }
 
@@ -338,6 +392,14 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, S
         what: what.to_owned(),
         message: e.to_string(),
     })
+}
+
+async fn read_entity_docs(store: &dyn Store) -> Result<Vec<serde_json::Value>, ServiceError> {
+    scan_all(store, ENTITIES)
+        .await?
+        .into_iter()
+        .map(|(key, v)| decode::<serde_json::Value>(&v.value, &format!("entity {key}")))
+        .collect()
 }
 
 /// The directory's files and schema, the store's policies, and the stored

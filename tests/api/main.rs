@@ -2,6 +2,7 @@
 //! each test with its own SQLite file and policy directory.
 
 mod bad_input;
+mod bus;
 mod caching;
 mod cli;
 mod decisions;
