@@ -13,7 +13,7 @@ use deadpool_redis::{Config, Pool, Runtime};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::StoreError;
+use super::{StoreError, unavailable};
 
 /// What a notice asks the receiver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +29,6 @@ pub struct RedisBus {
     channel: String,
     instance: String,
     pool: Pool,
-}
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
 }
 
 impl RedisBus {

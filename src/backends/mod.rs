@@ -116,6 +116,31 @@ pub(crate) fn unreachable(e: impl std::error::Error + Send + Sync + 'static) -> 
     StoreError::Unreachable(Box::new(e))
 }
 
+/// For a failure on the way: the op may or may not have applied.
+pub(crate) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// A version as SQL stores it (signed 64-bit).
+pub(crate) fn version_of(raw: i64) -> Result<u64, StoreError> {
+    u64::try_from(raw).map_err(|_| StoreError::Corrupt(format!("negative version {raw}")))
+}
+
+impl ScanPage {
+    /// A page from `limit + 1` fetched items: the extra one only says that
+    /// more follow, and the cursor points after the last one kept.
+    pub(crate) fn from_overfetch(mut items: Vec<(String, Versioned)>, limit: usize) -> ScanPage {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more {
+            items.last().map(|(k, _)| encode_cursor(k))
+        } else {
+            None
+        };
+        ScanPage { items, next }
+    }
+}
+
 /// The versioned key-value store. Implemented by SQLite now; Postgres and
 /// Redis implement the same contract.
 #[async_trait]

@@ -16,7 +16,8 @@ use sqlx::{Connection, Row};
 use tracing::instrument;
 
 use super::{
-    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor, unreachable,
+    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, unavailable, unreachable,
+    version_of,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -27,14 +28,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
-}
-
-fn version_of(raw: i64) -> Result<u64, StoreError> {
-    u64::try_from(raw).map_err(|_| StoreError::Corrupt(format!("negative version {raw}")))
 }
 
 fn raw_version(version: u64) -> Result<i64, StoreError> {
@@ -271,10 +264,8 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        let more = rows.len() > limit;
         let items = rows
             .into_iter()
-            .take(limit)
             .map(|r| {
                 Ok((
                     r.get::<String, _>(0),
@@ -285,12 +276,7 @@ impl Store for PostgresStore {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let next = if more {
-            items.last().map(|(k, _)| encode_cursor(k))
-        } else {
-            None
-        };
-        Ok(ScanPage { items, next })
+        Ok(ScanPage::from_overfetch(items, limit))
     }
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "postgres", ops = ops.len()))]

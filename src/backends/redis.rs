@@ -15,7 +15,7 @@ use deadpool_redis::{Config, Pool, Runtime};
 use tracing::instrument;
 
 use super::{
-    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor, unreachable,
+    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, unavailable, unreachable,
 };
 
 /// ARGV: prefix, op count, then 5 per op: kind (P/D/C), ns, key, expect
@@ -129,10 +129,6 @@ return "ok"
 pub struct RedisStore {
     pool: Pool,
     prefix: String,
-}
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
 }
 
 fn parse_version(raw: &str) -> Result<u64, StoreError> {
@@ -299,14 +295,7 @@ impl Store for RedisStore {
                 },
             ));
         }
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next = if more {
-            items.last().map(|(k, _)| encode_cursor(k))
-        } else {
-            None
-        };
-        Ok(ScanPage { items, next })
+        Ok(ScanPage::from_overfetch(items, limit))
     }
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "redis", ops = ops.len()))]

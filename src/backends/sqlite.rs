@@ -16,7 +16,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tracing::instrument;
 
 use super::{
-    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, encode_cursor, unreachable,
+    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, unavailable, unreachable,
+    version_of,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -89,14 +90,6 @@ impl SqliteStore {
         migrator.run(&writer).await.map_err(unavailable)?;
         Ok(SqliteStore { reader, writer })
     }
-}
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
-}
-
-fn version_of(raw: i64) -> Result<u64, StoreError> {
-    u64::try_from(raw).map_err(|_| StoreError::Corrupt(format!("negative version {raw}")))
 }
 
 async fn current_version(
@@ -260,10 +253,8 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(unavailable)?;
-        let more = rows.len() > limit;
         let items = rows
             .into_iter()
-            .take(limit)
             .map(|r| {
                 Ok((
                     r.get::<String, _>(0),
@@ -274,12 +265,7 @@ impl Store for SqliteStore {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let next = if more {
-            items.last().map(|(k, _)| encode_cursor(k))
-        } else {
-            None
-        };
-        Ok(ScanPage { items, next })
+        Ok(ScanPage::from_overfetch(items, limit))
     }
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "sqlite", ops = ops.len()))]
