@@ -16,18 +16,8 @@ RATE=${LOAD_RATE:-5000}
 RATE_SECONDS=${LOAD_RATE_SECONDS:-10}
 PORT=${LOAD_PORT:-18180}
 FLOOR_PORT=${LOAD_FLOOR_PORT:-18181}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}
-
-scripts/install-deps.sh load
-
-echo "== building release binaries"
-cargo build --release --quiet --bin portcullis
-helper=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "load" and m.get("executable"):
-        print(m["executable"])')
+source scripts/bench-lib.sh
+build_release
 
 work=$(mktemp -d)
 pids=()
@@ -50,10 +40,7 @@ pids+=($!)
 "$helper" floor "127.0.0.1:$FLOOR_PORT" > /dev/null &
 pids+=($!)
 
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$PORT/ready" > /dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready "$PORT"
 curl -fsS -X PUT --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
 echo "== loaded $(curl -fsS "http://127.0.0.1:$PORT/health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["entities"]["count"], "entities,", h["policies"]["count"], "policies")')"
 

@@ -10,20 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT=${LOAD_PORT:-18180}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}
 export LOAD_ADMIN_TOKEN=switch-bench-token-0123456789
 POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 tag="pc_bench_$$"
 
-scripts/install-deps.sh load
-cargo build --release --quiet --bin portcullis
-helper=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "load" and m.get("executable"):
-        print(m["executable"])')
+source scripts/bench-lib.sh
+build_release
 
 work=$(mktemp -d)
 pids=()
@@ -53,10 +46,7 @@ PORTCULLIS_BACKENDS__CACHE__URL="$REDIS_URL" \
 PORTCULLIS_BACKENDS__CACHE__PREFIX="$tag:" \
   "$CARGO_TARGET_DIR/release/portcullis" serve &
 pids+=($!)
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$PORT/ready" > /dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready "$PORT"
 curl -fsS -X PUT --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
 
 for target in pg cache default; do

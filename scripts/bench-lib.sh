@@ -1,0 +1,26 @@
+# Shared by load.sh and switch-bench.sh: build the release server and the
+# load helper, and wait for a server to be ready. Source it; it sets
+# $helper to the helper's path.
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}
+
+build_release() {
+  scripts/install-deps.sh load
+  echo "== building release binaries"
+  cargo build --release --quiet --bin portcullis
+  helper=$(cargo bench --bench load --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "load" and m.get("executable"):
+        print(m["executable"])')
+}
+
+wait_ready() { # port
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$1/ready" > /dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not become ready" >&2
+  return 1
+}
