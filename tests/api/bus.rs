@@ -1,67 +1,132 @@
-//! Two instances sharing one Postgres store and a Redis change bus: a
-//! change made through one shows in the other's decisions.
+//! Two server processes (the real binary, twice) sharing one Postgres store
+//! and a Redis change bus: a change made through one shows in the other's
+//! decisions.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use portcullis::config::{BusConfig, StoreConfig};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::helpers::*;
 
 const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-async fn eventually(app: &TestApp, expected: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let verdict = app.verdict(ALICE, WRITE, ONBOARDING).await;
-        if verdict == expected {
-            return;
+/// A `portcullis serve` process and the address it listens on.
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(schema: &str, channel: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .current_dir(dir.path())
+            .arg("serve")
+            .env("PORTCULLIS_SERVER__LISTEN", "127.0.0.1:0")
+            .env("PORTCULLIS_LOG__FORMAT", "json")
+            .env("PORTCULLIS_STORE__KIND", "postgres")
+            .env("PORTCULLIS_STORE__URL", POSTGRES_URL)
+            .env("PORTCULLIS_STORE__SCHEMA", schema)
+            .env("PORTCULLIS_POLICIES__DIR", repo_path("policies"))
+            .env("PORTCULLIS_BUS__URL", "redis://127.0.0.1:6379")
+            .env("PORTCULLIS_BUS__CHANNEL", channel)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(addr) = event["fields"]["addr"].as_str() {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs its address");
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            _dir: dir,
         }
-        assert!(
-            Instant::now() < deadline,
-            "still {verdict}, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    async fn verdict(&self, client: &reqwest::Client) -> String {
+        let body: Value = client
+            .post(format!("{}/v1/is_authorized", self.base))
+            .json(&json!({"principal": ALICE, "action": WRITE, "resource": ONBOARDING}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["decision"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn eventually(&self, client: &reqwest::Client, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let verdict = self.verdict(client).await;
+            if verdict == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still {verdict}, expected {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_through_one_instance_reaches_the_other() {
+async fn a_change_through_one_process_reaches_the_other() {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let schema = format!("pc_bus_{}_{nanos}", std::process::id());
     let channel = format!("pc-test:{schema}");
-    let configure = |config: &mut portcullis::config::Config| {
-        config.store = StoreConfig::Postgres {
-            url: POSTGRES_URL.into(),
-            schema: schema.clone(),
-            max_connections: 4,
-        };
-        config.bus = Some(BusConfig {
-            url: "redis://127.0.0.1:6379".into(),
-            channel: channel.clone(),
-        });
-    };
-    let first = spawn_app_with(configure).await;
-    let second = spawn_app_with(configure).await;
-    assert_eq!(second.verdict(ALICE, WRITE, ONBOARDING).await, "Deny");
+    let client = reqwest::Client::new();
+    let first = Server::start(&schema, &channel);
+    let second = Server::start(&schema, &channel);
+    assert_eq!(second.verdict(&client).await, "Deny");
 
-    first.seed_sample_entities().await;
-    eventually(&second, "Allow").await;
+    let seeded = client
+        .put(format!("{}/v1/entities", first.base))
+        .json(&sample_entities())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seeded.status(), StatusCode::OK);
+    second.eventually(&client, "Allow").await;
 
-    let (status, body) = first
-        .post_json(
-            "/v1/policies",
-            &json!({"id": "no-alice", "content": "forbid (principal == Portcullis::User::\"alice\", action, resource);"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    eventually(&second, "Deny").await;
-    assert_eq!(second.get("/v1/policies/no-alice").await.0, StatusCode::OK);
+    let created = client
+        .post(format!("{}/v1/policies", first.base))
+        .json(&json!({"id": "no-alice", "content": "forbid (principal == Portcullis::User::\"alice\", action, resource);"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    second.eventually(&client, "Deny").await;
 
     drop((first, second));
     let mut conn = sqlx::PgConnection::connect(POSTGRES_URL).await.unwrap();
