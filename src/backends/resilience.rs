@@ -238,3 +238,53 @@ impl Store for Resilient {
         self.guarded(read_retry, || self.inner.health()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(threshold: u32, cooldown_ms: u64) -> Breaker {
+        Breaker {
+            name: "test".into(),
+            threshold,
+            cooldown: Duration::from_millis(cooldown_ms),
+            epoch: Instant::now(),
+            consecutive: AtomicU32::new(0),
+            opened_at: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn opens_after_the_threshold_and_a_success_resets_the_count() {
+        let b = breaker(3, 60_000);
+        b.failed();
+        b.failed();
+        b.succeeded();
+        b.failed();
+        b.failed();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.admit());
+        b.failed();
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.admit());
+    }
+
+    #[test]
+    fn half_open_admits_one_probe_whose_outcome_decides() {
+        let b = breaker(1, 30);
+        b.failed();
+        assert_eq!(b.state(), BreakerState::Open);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(b.admit(), "one probe");
+        assert!(!b.admit(), "only one probe at a time");
+        b.failed();
+        assert_eq!(b.state(), BreakerState::Open, "a failed probe reopens");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.admit());
+        b.succeeded();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.admit() && b.admit());
+    }
+}

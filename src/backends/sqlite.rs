@@ -284,21 +284,33 @@ impl Store for SqliteStore {
     async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await.map_err(unreachable)?;
         let mut highest = 0;
-        for (key, item) in items {
-            let version = i64::try_from(item.version)
-                .map_err(|_| StoreError::Corrupt("version overflow".into()))?;
-            highest = highest.max(version);
-            sqlx::query(
-                "INSERT INTO kv (ns, key, value, version) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = excluded.version",
-            )
-            .bind(ns)
-            .bind(key)
-            .bind(&item.value)
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        // 4 parameters a row, well under SQLite's limit of 32,766 per statement.
+        for chunk in items.chunks(500) {
+            let mut insert = sqlx::QueryBuilder::new("INSERT INTO kv (ns, key, value, version) ");
+            let mut versions = Vec::with_capacity(chunk.len());
+            for (_, item) in chunk {
+                let version = i64::try_from(item.version)
+                    .map_err(|_| StoreError::Corrupt("version overflow".into()))?;
+                highest = highest.max(version);
+                versions.push(version);
+            }
+            insert.push_values(
+                chunk.iter().zip(versions),
+                |mut row, ((key, item), version)| {
+                    row.push_bind(ns)
+                        .push_bind(key)
+                        .push_bind(&item.value)
+                        .push_bind(version);
+                },
+            );
+            insert.push(
+                " ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = excluded.version",
+            );
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         }
         sqlx::query("UPDATE kv_sequence SET last = max(last, ?) WHERE id = 1")
             .bind(highest)
