@@ -150,18 +150,34 @@ pub trait Store: Send + Sync {
 
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
 
-    /// Writes `value` and returns its new version.
+    /// Writes `value` and returns its new version. By default a one-op
+    /// [`Store::transact`].
     async fn put(
         &self,
         ns: &str,
         key: &str,
         value: &[u8],
         expect: Expect,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        let op = Op::Put {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+            value: value.to_vec(),
+            expect,
+        };
+        Ok(self.transact(vec![op]).await?[0])
+    }
 
     /// Removes `key`; returns whether it existed. With [`Expect::Version`] a
-    /// missing key is a conflict.
-    async fn delete(&self, ns: &str, key: &str, expect: Expect) -> Result<bool, StoreError>;
+    /// missing key is a conflict. By default a one-op [`Store::transact`].
+    async fn delete(&self, ns: &str, key: &str, expect: Expect) -> Result<bool, StoreError> {
+        let op = Op::Delete {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+            expect,
+        };
+        Ok(self.transact(vec![op]).await?[0] == 1)
+    }
 
     /// Keys of `ns` starting with `prefix`, in byte order, after `cursor`.
     async fn scan(

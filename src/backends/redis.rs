@@ -223,33 +223,6 @@ impl Store for RedisStore {
         }
     }
 
-    #[instrument(name = "store.put", skip(self, value), fields(backend = "redis"))]
-    async fn put(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &[u8],
-        expect: Expect,
-    ) -> Result<u64, StoreError> {
-        let op = Op::Put {
-            ns: ns.to_owned(),
-            key: key.to_owned(),
-            value: value.to_vec(),
-            expect,
-        };
-        Ok(self.transact(vec![op]).await?[0])
-    }
-
-    #[instrument(name = "store.delete", skip(self), fields(backend = "redis"))]
-    async fn delete(&self, ns: &str, key: &str, expect: Expect) -> Result<bool, StoreError> {
-        let op = Op::Delete {
-            ns: ns.to_owned(),
-            key: key.to_owned(),
-            expect,
-        };
-        Ok(self.transact(vec![op]).await?[0] == 1)
-    }
-
     #[instrument(name = "store.scan", skip(self), fields(backend = "redis"))]
     async fn scan(
         &self,
