@@ -200,48 +200,28 @@ impl Registry {
         self.slots
             .iter()
             .filter_map(|(name, slot)| {
-                let store = slot.store.get()?;
-                Some((
-                    name.clone(),
-                    store.breaker_state(),
-                    store
-                        .stats
-                        .retries
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    store
-                        .stats
-                        .failures
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                ))
+                let (breaker, retries, failures) = slot.store.get()?.status();
+                Some((name.clone(), breaker, retries, failures))
             })
             .collect()
     }
 
+    /// Every backend's status; their health checks run concurrently, so one
+    /// slow or unreachable backend does not delay the others.
     pub async fn backends(&self) -> Vec<BackendStatus> {
         let active = self.active_name();
         let previous = self.previous.load().as_ref().map(|p| p.name.clone());
-        let mut out = Vec::with_capacity(self.slots.len());
-        for (name, slot) in &self.slots {
+        let checks = self.slots.iter().map(|(name, slot)| async {
             let opened = slot.connect(name).await;
             let health = match &opened {
                 Ok(store) => store.health().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
-            let (breaker, retries, failures) = match &opened {
-                Ok(store) => (
-                    Some(store.breaker_state()),
-                    store
-                        .stats
-                        .retries
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                    store
-                        .stats
-                        .failures
-                        .load(std::sync::atomic::Ordering::Relaxed),
-                ),
-                Err(_) => (None, 0, 0),
+            let (breaker, retries, failures) = match opened.as_deref().ok().map(Resilient::status) {
+                Some((breaker, retries, failures)) => (Some(breaker), retries, failures),
+                None => (None, 0, 0),
             };
-            out.push(BackendStatus {
+            BackendStatus {
                 name: name.clone(),
                 kind: slot.kind(),
                 role: if *name == active {
@@ -256,9 +236,9 @@ impl Registry {
                 breaker,
                 retries,
                 failures,
-            });
-        }
-        out
+            }
+        });
+        futures_util::future::join_all(checks).await
     }
 
     /// Makes `name` the active store, losing no write.

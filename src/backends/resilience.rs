@@ -141,6 +141,15 @@ impl Resilient {
         self.breaker.state()
     }
 
+    /// Breaker state, retried calls, and calls failed after their retries.
+    pub fn status(&self) -> (BreakerState, u64, u64) {
+        (
+            self.breaker.state(),
+            self.stats.retries.load(Ordering::Relaxed),
+            self.stats.failures.load(Ordering::Relaxed),
+        )
+    }
+
     /// Runs `call` through the breaker, retrying transient errors that
     /// `retry_on` accepts.
     async fn guarded<T, F, Fut>(
