@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use crate::helpers::*;
-
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// A `portcullis serve` process and the address it listens on.
 struct Server {
@@ -99,11 +96,7 @@ impl Drop for Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_through_one_process_reaches_the_other() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let schema = format!("pc_bus_{}_{nanos}", std::process::id());
+    let schema = format!("pc_bus_{}", unique_tag());
     let channel = format!("pc-test:{schema}");
     let client = reqwest::Client::new();
     let first = Server::start(&schema, &channel);
@@ -129,9 +122,5 @@ async fn a_change_through_one_process_reaches_the_other() {
     second.eventually(&client, "Deny").await;
 
     drop((first, second));
-    let mut conn = sqlx::PgConnection::connect(POSTGRES_URL).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    drop_schema(&schema).await;
 }

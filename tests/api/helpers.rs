@@ -235,3 +235,37 @@ impl TestApp {
         start(config, policy_dir, _db).await
     }
 }
+
+/// The machine's PostgreSQL and Redis, shared with other tests: each test
+/// takes its own schema or key prefix (`unique_tag`) and removes it.
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Different in every test of every run: process id and a clock reading.
+pub fn unique_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// Removes a test's Postgres schema.
+pub async fn drop_schema(schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(POSTGRES_URL).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Removes a test's Redis keys.
+pub async fn purge_redis(prefix: &str) {
+    portcullis::backends::RedisStore::open(REDIS_URL, prefix, 1)
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+}

@@ -5,20 +5,8 @@
 
 use portcullis::backends::{RedisStore, Store};
 use portcullis::config::StoreConfig;
-use sqlx::Connection;
 
 use crate::helpers::*;
-
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{}_{nanos}", std::process::id())
-}
 
 async fn decisions_survive_a_restart(store: StoreConfig) {
     let app = spawn_app_with(|config| config.store = store).await;
@@ -40,23 +28,19 @@ async fn decisions_survive_a_restart(store: StoreConfig) {
 
 #[tokio::test]
 async fn postgres_store_serves_and_persists_decisions() {
-    let schema = format!("pc_api_{}", unique());
+    let schema = format!("pc_api_{}", unique_tag());
     decisions_survive_a_restart(StoreConfig::Postgres {
         url: POSTGRES_URL.into(),
         schema: schema.clone(),
         max_connections: 4,
     })
     .await;
-    let mut conn = sqlx::PgConnection::connect(POSTGRES_URL).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    drop_schema(&schema).await;
 }
 
 #[tokio::test]
 async fn redis_store_serves_and_persists_decisions() {
-    let prefix = format!("pc-api:{}:", unique());
+    let prefix = format!("pc-api:{}:", unique_tag());
     decisions_survive_a_restart(StoreConfig::Redis {
         url: REDIS_URL.into(),
         prefix: prefix.clone(),

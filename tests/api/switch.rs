@@ -5,17 +5,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use portcullis::backends::RedisStore;
 use portcullis::config::{Secret, StoreConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::Connection;
 
 use crate::helpers::*;
 
 const TOKEN: &str = "switch-admin-token-0123456789";
-const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 struct Names {
     schema: String,
@@ -23,11 +19,7 @@ struct Names {
 }
 
 fn names() -> Names {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let tag = format!("{}_{nanos}", std::process::id());
+    let tag = unique_tag();
     Names {
         schema: format!("pc_switch_{tag}"),
         prefix: format!("pc-switch:{tag}:"),
@@ -67,20 +59,8 @@ async fn app_with_three_stores(names: &Names) -> TestApp {
 }
 
 async fn cleanup(names: &Names) {
-    let mut conn = sqlx::PgConnection::connect(POSTGRES_URL).await.unwrap();
-    sqlx::query(&format!(
-        "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-        names.schema
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    RedisStore::open(REDIS_URL, &names.prefix, 1)
-        .await
-        .unwrap()
-        .purge()
-        .await
-        .unwrap();
+    drop_schema(&names.schema).await;
+    purge_redis(&names.prefix).await;
 }
 
 async fn switch(app: &TestApp, backend: &str) -> (StatusCode, Value) {
