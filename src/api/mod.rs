@@ -94,6 +94,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("PUT", "/v1/schema", "Set the application schema"),
     ("DELETE", "/v1/schema", "Remove the application schema"),
     ("GET", "/health", "Liveness and store status"),
+    (
+        "GET",
+        "/",
+        "cedar-agent's health route: the same as /health",
+    ),
+    (
+        "GET",
+        "/v1",
+        "cedar-agent's health route: the same as /health",
+    ),
     ("GET", "/ready", "Readiness"),
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/discovery", "Version, features and routes"),
@@ -204,7 +214,5 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
 
 /// `(method, path)` of every route the router serves, for metrics.
 pub fn served_routes() -> Vec<(&'static str, &'static str)> {
-    let mut routes: Vec<_> = ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect();
-    routes.extend([("GET", "/"), ("GET", "/v1")]);
-    routes
+    ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect()
 }
