@@ -104,7 +104,8 @@ impl DecisionCache {
     }
 
     pub fn insert(&self, req: &DecisionRequest, generations: Generations, outcome: Arc<Outcome>) {
-        let Some(cache) = self.inner.as_ref() else {
+        // Requests that bring their own entities are never cached.
+        let Some(cache) = self.inner.as_ref().filter(|_| !req.has_inline_entities()) else {
             return;
         };
         let value = Arc::new(CachedDecision {

@@ -155,9 +155,7 @@ impl Engine {
             });
         }
         let outcome = Arc::new(self.evaluate(req, &policies, &entities)?);
-        if !req.has_inline_entities() {
-            self.decisions.insert(req, generations, outcome.clone());
-        }
+        self.decisions.insert(req, generations, outcome.clone());
         Ok(Decided {
             outcome,
             cache_hit: false,
