@@ -86,23 +86,23 @@ fn bench(c: &mut Criterion) {
             ..CacheSettings::default()
         },
     );
-    assert!(uncached.decide(&request).unwrap().outcome.allowed());
+    assert!(uncached.decide(&request, None).unwrap().outcome.allowed());
     group.bench_function("engine_uncached", |b| {
-        b.iter(|| uncached.decide(black_box(&request)).unwrap())
+        b.iter(|| uncached.decide(black_box(&request), None).unwrap())
     });
 
     let (p, e) = snapshots();
     let cached = Engine::new(p, e, &CacheSettings::default());
-    cached.decide(&request).unwrap();
-    assert!(cached.decide(&request).unwrap().cache_hit);
+    cached.decide(&request, None).unwrap();
+    assert!(cached.decide(&request, None).unwrap().cache_hit);
     group.bench_function("engine_cached", |b| {
-        b.iter(|| cached.decide(black_box(&request)).unwrap())
+        b.iter(|| cached.decide(black_box(&request), None).unwrap())
     });
     group.bench_function("engine_cached_with_json_parsing", |b| {
         let bytes = serde_json::to_vec(&body).unwrap();
         b.iter(|| {
             let request: DecisionRequest = serde_json::from_slice(black_box(&bytes)).unwrap();
-            cached.decide(&request).unwrap()
+            cached.decide(&request, None).unwrap()
         })
     });
     group.finish();

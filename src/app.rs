@@ -16,7 +16,7 @@ use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
 use crate::backends::{Notice, RedisBus, Registry};
 use crate::config::Config;
-use crate::services::Catalog;
+use crate::services::{Catalog, Identities};
 use crate::telemetry::Metrics;
 
 pub struct App {
@@ -40,6 +40,12 @@ impl App {
         .await
         .context("cannot open the active store")?;
         let store = registry.store();
+        let identities = Arc::new(Identities::new(
+            registry.clone(),
+            store.clone(),
+            config.cache.identity_capacity,
+            Duration::from_secs(config.cache.identity_ttl_seconds),
+        ));
         let cache = CacheSettings {
             decision_capacity: config.cache.decision_capacity,
             decision_ttl: Duration::from_secs(config.cache.decision_ttl_seconds),
@@ -83,6 +89,7 @@ impl App {
             started: Instant::now(),
             admin_token: config.server.admin_token.clone(),
             registry,
+            identities,
         });
         Ok(App {
             listener,

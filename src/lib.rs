@@ -8,6 +8,7 @@ pub mod app;
 pub mod authz;
 pub mod backends;
 pub mod config;
+pub mod domain;
 pub mod services;
 pub mod telemetry;
 

@@ -202,7 +202,7 @@ fn check(
         context,
         ..DecisionRequest::default()
     };
-    let decided = engine.decide(&request)?;
+    let decided = engine.decide(&request, None)?;
     println!("{}", String::from_utf8_lossy(&decided.outcome.body));
     Ok(decided.outcome.allowed())
 }

@@ -15,13 +15,14 @@ use serde::Deserialize;
 
 use super::body::JsonBody;
 use super::{ApiError, AppState};
-use crate::authz::{Decided, DecisionRequest};
+use crate::authz::{Decided, DecisionRequest, Outcome};
+use crate::services::Resolution;
 
 pub async fn is_authorized(
     State(state): State<Arc<AppState>>,
     JsonBody(request): JsonBody<DecisionRequest>,
 ) -> Result<Response, ApiError> {
-    let decided = decide(&state, &request)?;
+    let decided = decide(&state, &request).await?;
     Ok(json_response(decided.outcome.body.clone()))
 }
 
@@ -46,9 +47,10 @@ pub async fn is_authorized_batch(
         if index > 0 {
             out.put_u8(b',');
         }
-        let decided = serde_json::from_value::<DecisionRequest>(item)
-            .map_err(|e| ApiError::InvalidBody(format!("requests[{index}]: {e}")))
-            .and_then(|request| decide(&state, &request));
+        let decided = match serde_json::from_value::<DecisionRequest>(item) {
+            Ok(request) => decide(&state, &request).await,
+            Err(e) => Err(ApiError::InvalidBody(format!("requests[{index}]: {e}"))),
+        };
         match decided {
             Ok(decided) => out.put_slice(&decided.outcome.body),
             Err(e) => out.put_slice(&e.body_json()),
@@ -58,11 +60,49 @@ pub async fn is_authorized_batch(
     Ok(json_response(out.freeze()))
 }
 
-/// Decides and records the decision's metrics.
-pub(crate) fn decide(state: &AppState, request: &DecisionRequest) -> Result<Decided, ApiError> {
+/// Decides, with the principal's directory identity when it has one, and
+/// records the decision's metrics.
+pub(crate) async fn decide(
+    state: &AppState,
+    request: &DecisionRequest,
+) -> Result<Decided, ApiError> {
     let started = Instant::now();
-    let decided = state.catalog.engine().decide(request)?;
+    let engine = state.catalog.engine();
     let metrics = &state.metrics;
+    let identity = match &request.principal {
+        Some(principal) if state.identities.enabled() => {
+            match state
+                .identities
+                .resolve(principal, &engine.entities())
+                .await
+            {
+                Resolution::NotDirectory => None,
+                Resolution::Resolved { identity, cached } => {
+                    if cached {
+                        metrics.identity_cache_hits.inc();
+                    } else {
+                        metrics.identity_cache_misses.inc();
+                    }
+                    Some(identity)
+                }
+                Resolution::Unavailable { directory, error } => {
+                    metrics.identity_unavailable.inc();
+                    metrics.decisions_deny.inc();
+                    return Ok(Decided {
+                        outcome: Arc::new(Outcome::fail_closed(
+                            "IDENTITY_UNAVAILABLE",
+                            format!(
+                                "the principal's directory `{directory}` could not be read and its identity is not cached: {error}"
+                            ),
+                        )),
+                        cache_hit: false,
+                    });
+                }
+            }
+        }
+        _ => None,
+    };
+    let decided = engine.decide(request, identity.as_deref())?;
     metrics
         .decision_duration
         .observe(started.elapsed().as_secs_f64());

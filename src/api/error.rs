@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::authz::{AuthzError, Diagnostic};
 use crate::backends::{RegistryError, StoreError};
-use crate::services::ServiceError;
+use crate::services::{IdentityError, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -43,6 +43,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Identity(IdentityError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("internal error: {0}")]
@@ -55,6 +57,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::Authz(e) => ApiError::Authz(e),
             ServiceError::Store(e) => ApiError::Store(e),
             e @ ServiceError::Corrupt { .. } => ApiError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Store(e) => ApiError::Store(e),
+            e => ApiError::Identity(e),
         }
     }
 }
@@ -116,6 +127,7 @@ impl ApiError {
             ApiError::Registry(e) => match e {
                 RegistryError::UnknownBackend(_) => (StatusCode::NOT_FOUND, "BACKEND_NOT_FOUND"),
                 RegistryError::AlreadyActive(_) => (StatusCode::CONFLICT, "BACKEND_ALREADY_ACTIVE"),
+                RegistryError::NotAStore { .. } => (StatusCode::CONFLICT, "BACKEND_NOT_A_STORE"),
                 RegistryError::Unavailable { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, "BACKEND_UNAVAILABLE")
                 }
@@ -124,6 +136,18 @@ impl ApiError {
                 | RegistryError::StateFile { .. } => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "SWITCH_FAILED")
                 }
+            },
+            ApiError::Identity(e) => match e {
+                IdentityError::UnknownDirectory { .. } => {
+                    (StatusCode::NOT_FOUND, "DIRECTORY_NOT_FOUND")
+                }
+                IdentityError::BadCredentials => (StatusCode::BAD_REQUEST, "LOGIN_BAD_CREDENTIALS"),
+                IdentityError::Unavailable { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "DIRECTORY_UNAVAILABLE")
+                }
+                IdentityError::InvalidState => (StatusCode::BAD_REQUEST, "OAUTH_INVALID_STATE"),
+                IdentityError::Rejected(_) => (StatusCode::BAD_REQUEST, "OAUTH_REJECTED"),
+                IdentityError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
             },
             ApiError::Store(StoreError::Corrupt(_))
             | ApiError::Corrupt(_)

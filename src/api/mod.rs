@@ -20,6 +20,7 @@ mod body;
 mod decisions;
 mod entities;
 mod error;
+mod identity;
 mod ops;
 mod policies;
 mod schema;
@@ -39,7 +40,7 @@ pub use error::ApiError;
 
 use crate::backends::Registry;
 use crate::config::Secret;
-use crate::services::Catalog;
+use crate::services::{Catalog, Identities};
 use crate::telemetry::Metrics;
 
 /// What every handler can reach.
@@ -52,6 +53,7 @@ pub struct AppState {
     /// Bearer token admitting admin routes; `None` admits nobody.
     pub admin_token: Option<Secret>,
     pub registry: Arc<Registry>,
+    pub identities: Arc<Identities>,
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.
@@ -109,6 +111,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/discovery", "Version, features and routes"),
     (
         "GET",
+        "/storage/backends",
+        "Admin: every backend with its kind, role, health and breaker",
+    ),
+    (
+        "POST",
+        "/storage/switch/{backend}",
+        "Admin: make another store the active one, losing nothing",
+    ),
+    (
+        "GET",
         "/storage/{namespace}",
         "Admin: keys of a namespace, paged",
     ),
@@ -126,6 +138,26 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "DELETE",
         "/storage/{namespace}/{key}",
         "Admin: remove a value (If-Match)",
+    ),
+    (
+        "POST",
+        "/auth/ldap/{directory}/login",
+        "Sign in with an LDAP password",
+    ),
+    (
+        "GET",
+        "/auth/oauth/providers",
+        "The configured OIDC providers",
+    ),
+    (
+        "GET",
+        "/auth/oauth/{provider}/authorize",
+        "Start an OIDC sign-in (redirects)",
+    ),
+    (
+        "GET",
+        "/auth/oauth/{provider}/callback",
+        "Finish an OIDC sign-in and link the identity",
     ),
 ];
 
@@ -176,6 +208,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/storage/{namespace}/{key}",
             get(storage::get).post(storage::put).delete(storage::delete),
         )
+        .route("/auth/ldap/{directory}/login", post(identity::ldap_login))
+        .route("/auth/oauth/providers", get(identity::providers))
+        .route("/auth/oauth/{provider}/authorize", get(identity::authorize))
+        .route("/auth/oauth/{provider}/callback", get(identity::callback))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -27,7 +27,7 @@ use super::admin::Admin;
 use super::body::RawBody;
 use super::{ApiError, AppState};
 use crate::backends::{BackendStatus, Expect, StoreError, SwitchReport};
-use crate::services::CATALOG_NAMESPACES;
+use crate::services::RESERVED_NAMESPACES;
 
 const MAX_NAME: usize = 256;
 
@@ -71,7 +71,7 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
 
 fn writable(namespace: &str) -> Result<(), ApiError> {
     check_name("namespace", namespace)?;
-    if CATALOG_NAMESPACES.contains(&namespace) {
+    if RESERVED_NAMESPACES.contains(&namespace) {
         return Err(ApiError::NamespaceReserved(namespace.to_owned()));
     }
     Ok(())

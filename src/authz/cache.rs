@@ -39,6 +39,8 @@ impl Default for CacheSettings {
 pub(crate) struct Generations {
     pub policies: u64,
     pub entities: u64,
+    /// The principal's directory identity read (0: none).
+    pub identity: u64,
 }
 
 struct CachedDecision {

@@ -35,6 +35,16 @@ pub struct Outcome {
 struct Body<'a> {
     decision: &'static str,
     diagnostics: DiagnosticsBody<'a>,
+    /// Set when the decision is a deny because something needed could not
+    /// be read (fail closed), not because of the policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
 }
 
 #[derive(Serialize)]
@@ -67,6 +77,7 @@ impl Outcome {
                 reason: &reasons,
                 errors: &errors,
             },
+            error: None,
         })
         .unwrap_or_default();
         Outcome {
@@ -77,9 +88,42 @@ impl Outcome {
         }
     }
 
+    /// A deny reached without evaluating policies, because something the
+    /// decision needs could not be read: never an allow, never a 5xx.
+    pub fn fail_closed(code: &str, message: String) -> Outcome {
+        let errors = vec![format!("{code}: {message}")];
+        let body = serde_json::to_vec(&Body {
+            decision: "Deny",
+            diagnostics: DiagnosticsBody {
+                reason: &[],
+                errors: &errors,
+            },
+            error: Some(ErrorBody {
+                code,
+                message: &message,
+            }),
+        })
+        .unwrap_or_default();
+        Outcome {
+            decision: Decision::Deny,
+            reasons: Vec::new(),
+            errors,
+            body: Bytes::from(body),
+        }
+    }
+
     pub fn allowed(&self) -> bool {
         self.decision == Decision::Allow
     }
+}
+
+/// A principal's entities as its directory describes them (the user and
+/// every group it reaches), and a stamp that changes whenever they are read
+/// again, so decisions cached under an older read are not served.
+#[derive(Debug)]
+pub struct ResolvedIdentity {
+    pub entities: Arc<[Entity]>,
+    pub stamp: u64,
 }
 
 /// A decision and whether the decision cache answered it.
@@ -140,13 +184,19 @@ impl Engine {
         self.decisions.enabled()
     }
 
-    /// Decides one request against the current snapshots.
-    pub fn decide(&self, req: &DecisionRequest) -> Result<Decided, AuthzError> {
+    /// Decides one request against the current snapshots, with the
+    /// principal's directory identity when it has one.
+    pub fn decide(
+        &self,
+        req: &DecisionRequest,
+        identity: Option<&ResolvedIdentity>,
+    ) -> Result<Decided, AuthzError> {
         let policies = self.policies.load();
         let entities = self.entities.load();
         let generations = Generations {
             policies: policies.generation,
             entities: entities.generation,
+            identity: identity.map_or(0, |i| i.stamp),
         };
         if let Some(outcome) = self.decisions.get(req, generations) {
             return Ok(Decided {
@@ -154,7 +204,7 @@ impl Engine {
                 cache_hit: true,
             });
         }
-        let outcome = Arc::new(self.evaluate(req, &policies, &entities)?);
+        let outcome = Arc::new(self.evaluate(req, &policies, &entities, identity)?);
         self.decisions.insert(req, generations, outcome.clone());
         Ok(Decided {
             outcome,
@@ -167,6 +217,7 @@ impl Engine {
         req: &DecisionRequest,
         policies: &PolicySnapshot,
         stored: &EntitySnapshot,
+        identity: Option<&ResolvedIdentity>,
     ) -> Result<Outcome, AuthzError> {
         let principal = parse_uid(
             req.principal
@@ -224,33 +275,45 @@ impl Engine {
         )
         .map_err(request_invalid)?;
 
+        let directory = identity.map_or(&[][..], |i| &i.entities[..]);
         let response = match (&req.entities, &req.additional_entities) {
-            (None, None) => self.is_authorized(&request, policies, &stored.entities),
-            (Some(replace), None) => {
+            (None, None) if directory.is_empty() => {
+                self.is_authorized(&request, policies, &stored.entities)
+            }
+            (Some(replace), None) if directory.is_empty() => {
                 let entities = Entities::from_json_value(replace.clone(), schema)
                     .map_err(|e| AuthzError::EntitiesInvalid(format!("`entities`: {e}")))?;
                 self.is_authorized(&request, policies, &entities)
             }
-            (base, Some(additional)) => {
-                let supplied = parse_entities(additional.clone(), schema)?
-                    .into_iter()
-                    .map(|p| p.entity);
+            (base, additional) => {
+                // Directory entities first: what the caller supplies wins.
+                let mut supplied = directory.to_vec();
+                if let Some(additional) = additional {
+                    supplied.extend(
+                        parse_entities(additional.clone(), schema)?
+                            .into_iter()
+                            .map(|p| p.entity),
+                    );
+                }
                 let entities = match base {
                     Some(replace) => {
                         let base: Arc<[Entity]> = parse_entities(replace.clone(), schema)?
                             .into_iter()
                             .map(|p| p.entity)
                             .collect();
-                        merge([base], supplied.collect(), schema)?
+                        merge([base], supplied, schema)?
                     }
                     None => {
                         let mut roots = vec![principal, action, resource];
                         if let Some(context) = &req.context {
                             json_refs(context, &mut roots);
                         }
-                        json_refs(additional, &mut roots);
+                        if let Some(additional) = additional {
+                            json_refs(additional, &mut roots);
+                        }
+                        roots.extend(directory.iter().map(Entity::uid));
                         let slices = roots.iter().map(|root| self.slice(stored, root));
-                        merge(slices.collect::<Vec<_>>(), supplied.collect(), schema)?
+                        merge(slices.collect::<Vec<_>>(), supplied, schema)?
                     }
                 };
                 self.is_authorized(&request, policies, &entities)

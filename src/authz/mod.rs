@@ -10,6 +10,7 @@ mod diagnostics;
 mod engine;
 mod entities;
 mod error;
+mod identity;
 mod index;
 mod policies;
 mod request;
@@ -18,9 +19,10 @@ mod uid;
 
 pub use cache::CacheSettings;
 pub use diagnostics::Diagnostic;
-pub use engine::{Decided, Engine, Outcome};
+pub use engine::{Decided, Engine, Outcome, ResolvedIdentity};
 pub use entities::{EntitySnapshot, entity_key, parse_entities};
 pub use error::AuthzError;
+pub use identity::{GROUP_TYPE, USER_TYPE, identity_entities};
 pub use policies::{
     PolicyDir, PolicyInfo, PolicyInputs, PolicyOrigin, PolicySnapshot, dir_fingerprint,
     load_policy_dir,

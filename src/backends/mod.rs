@@ -11,6 +11,8 @@
 
 mod bus;
 mod cursor;
+mod ldap;
+mod oidc;
 mod postgres;
 mod redis;
 mod registry;
@@ -23,12 +25,14 @@ use async_trait::async_trait;
 
 pub use bus::{Notice, RedisBus};
 pub use cursor::{decode_cursor, encode_cursor};
+pub use ldap::LdapDirectory;
+pub use oidc::{Authorization, OidcDirectory};
 pub use postgres::{PostgresStore, valid_schema_name};
 pub use redis::RedisStore;
 pub use registry::{
-    ActiveStore, BackendStatus, DEFAULT_BACKEND, Registry, RegistryError, SwitchReport,
+    ActiveStore, BackendStatus, DEFAULT_BACKEND, Directory, Registry, RegistryError, SwitchReport,
 };
-pub use resilience::{BackendStats, BreakerState, Resilient};
+pub use resilience::{BackendStats, BreakerState, Guard, Resilient, read_retry, write_retry};
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreConfig;

@@ -19,9 +19,11 @@ use async_trait::async_trait;
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell, RwLock};
 
-use super::resilience::{BreakerState, Resilient};
+use super::ldap::LdapDirectory;
+use super::oidc::OidcDirectory;
+use super::resilience::{BreakerState, Guard, Resilient};
 use super::{Expect, Op, ScanPage, Store, StoreError, Versioned, scan_all};
-use crate::config::{ResilienceConfig, StoreConfig};
+use crate::config::{BackendConfig, DirectoryConfig, ResilienceConfig, StoreConfig};
 
 /// The name of the `[store]` backend.
 pub const DEFAULT_BACKEND: &str = "default";
@@ -35,6 +37,8 @@ pub enum RegistryError {
     UnknownBackend(String),
     #[error("backend `{0}` is already the active store")]
     AlreadyActive(String),
+    #[error("backend `{name}` is a {kind} directory, not a store")]
+    NotAStore { name: String, kind: &'static str },
     #[error("backend `{name}` is unavailable")]
     Unavailable {
         name: String,
@@ -83,10 +87,57 @@ impl Slot {
     }
 
     fn kind(&self) -> &'static str {
-        match self.config {
-            StoreConfig::Sqlite { .. } => "sqlite",
-            StoreConfig::Postgres { .. } => "postgres",
-            StoreConfig::Redis { .. } => "redis",
+        self.config.kind()
+    }
+}
+
+/// An identity directory. Opening one connects to nothing: each call
+/// connects as it needs.
+#[derive(Clone)]
+pub enum Directory {
+    Ldap(Arc<LdapDirectory>),
+    Oidc(Arc<OidcDirectory>),
+}
+
+impl Directory {
+    fn open(
+        name: &str,
+        config: &DirectoryConfig,
+        resilience: &ResilienceConfig,
+    ) -> Result<Directory, RegistryError> {
+        Ok(match config {
+            DirectoryConfig::Ldap(c) => {
+                Directory::Ldap(Arc::new(LdapDirectory::new(name, c.clone(), resilience)))
+            }
+            DirectoryConfig::Oidc(c) => Directory::Oidc(Arc::new(
+                OidcDirectory::new(name, c.clone(), resilience).map_err(|source| {
+                    RegistryError::Unavailable {
+                        name: name.to_owned(),
+                        source,
+                    }
+                })?,
+            )),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Directory::Ldap(_) => "ldap",
+            Directory::Oidc(_) => "oidc",
+        }
+    }
+
+    fn guard(&self) -> &Guard {
+        match self {
+            Directory::Ldap(d) => &d.guard,
+            Directory::Oidc(d) => &d.guard,
+        }
+    }
+
+    pub async fn health(&self) -> Result<(), StoreError> {
+        match self {
+            Directory::Ldap(d) => d.health().await,
+            Directory::Oidc(d) => d.health().await,
         }
     }
 }
@@ -98,6 +149,7 @@ struct Active {
 
 pub struct Registry {
     slots: BTreeMap<String, Slot>,
+    directories: BTreeMap<String, Directory>,
     active: ArcSwap<Active>,
     previous: ArcSwapOption<Active>,
     /// Writes hold it shared; a switch holds it exclusively.
@@ -111,7 +163,8 @@ pub struct Registry {
 pub struct BackendStatus {
     pub name: String,
     pub kind: &'static str,
-    /// `active`, `previous` (holds the data as of the last switch) or `standby`.
+    /// `active`, `previous` (holds the data as of the last switch),
+    /// `standby` (another store) or `directory`.
     pub role: &'static str,
     /// `up` or `down`.
     pub health: &'static str,
@@ -142,7 +195,7 @@ impl Registry {
     /// Other backends open when first needed.
     pub async fn open(
         default: &StoreConfig,
-        backends: &BTreeMap<String, StoreConfig>,
+        backends: &BTreeMap<String, BackendConfig>,
         state_file: &Path,
         resilience: &ResilienceConfig,
     ) -> Result<Arc<Registry>, RegistryError> {
@@ -152,9 +205,17 @@ impl Registry {
             store: OnceCell::new(),
         };
         let mut slots = BTreeMap::new();
+        let mut directories = BTreeMap::new();
         slots.insert(DEFAULT_BACKEND.to_owned(), slot(default));
         for (name, config) in backends {
-            slots.insert(name.clone(), slot(config));
+            match config {
+                BackendConfig::Store(store) => {
+                    slots.insert(name.clone(), slot(store));
+                }
+                BackendConfig::Directory(directory) => {
+                    directories.insert(name.clone(), Directory::open(name, directory, resilience)?);
+                }
+            }
         }
         let recorded = match std::fs::read_to_string(state_file) {
             Ok(text) => Some(text.trim().to_owned()),
@@ -169,12 +230,19 @@ impl Registry {
         // A recorded backend that is no longer configured is an error, not
         // a fallback: serving from another store would serve stale data.
         let name = recorded.unwrap_or_else(|| DEFAULT_BACKEND.to_owned());
+        if let Some(directory) = directories.get(&name) {
+            return Err(RegistryError::NotAStore {
+                name,
+                kind: directory.kind(),
+            });
+        }
         let slot = slots
             .get(&name)
             .ok_or_else(|| RegistryError::UnknownBackend(name.clone()))?;
         let store = slot.connect(&name).await?;
         Ok(Arc::new(Registry {
             slots,
+            directories,
             active: ArcSwap::from_pointee(Active { name, store }),
             previous: ArcSwapOption::empty(),
             gate: RwLock::new(()),
@@ -194,16 +262,28 @@ impl Registry {
         self.active.load().name.clone()
     }
 
-    /// Breaker state, retries and failures of every backend opened so far,
-    /// without calling any of them (for `/metrics` and `/health`).
+    /// The directory named `name`.
+    pub fn directory(&self, name: &str) -> Option<&Directory> {
+        self.directories.get(name)
+    }
+
+    pub fn directories(&self) -> &BTreeMap<String, Directory> {
+        &self.directories
+    }
+
+    /// Breaker state, retries and failures of every directory and every
+    /// store opened so far, without calling any of them (for `/metrics`
+    /// and `/health`).
     pub fn breakers(&self) -> Vec<(String, BreakerState, u64, u64)> {
-        self.slots
-            .iter()
-            .filter_map(|(name, slot)| {
-                let (breaker, retries, failures) = slot.store.get()?.status();
-                Some((name.clone(), breaker, retries, failures))
-            })
-            .collect()
+        let stores = self.slots.iter().filter_map(|(name, slot)| {
+            let (breaker, retries, failures) = slot.store.get()?.status();
+            Some((name.clone(), breaker, retries, failures))
+        });
+        let directories = self.directories.iter().map(|(name, directory)| {
+            let (breaker, retries, failures) = directory.guard().status();
+            (name.clone(), breaker, retries, failures)
+        });
+        stores.chain(directories).collect()
     }
 
     /// Every backend's status; their health checks run concurrently, so one
@@ -238,12 +318,39 @@ impl Registry {
                 failures,
             }
         });
-        futures_util::future::join_all(checks).await
+        let directory_checks = self.directories.iter().map(|(name, directory)| async {
+            let health = directory.health().await.map_err(|e| e.to_string());
+            let (breaker, retries, failures) = directory.guard().status();
+            BackendStatus {
+                name: name.clone(),
+                kind: directory.kind(),
+                role: "directory",
+                health: if health.is_ok() { "up" } else { "down" },
+                error: health.err(),
+                breaker: Some(breaker),
+                retries,
+                failures,
+            }
+        });
+        let (mut stores, directories) = futures_util::future::join(
+            futures_util::future::join_all(checks),
+            futures_util::future::join_all(directory_checks),
+        )
+        .await;
+        stores.extend(directories);
+        stores.sort_by(|a, b| a.name.cmp(&b.name));
+        stores
     }
 
     /// Makes `name` the active store, losing no write.
     pub async fn switch(&self, name: &str) -> Result<SwitchReport, RegistryError> {
         let _one_at_a_time = self.switching.lock().await;
+        if let Some(directory) = self.directories.get(name) {
+            return Err(RegistryError::NotAStore {
+                name: name.to_owned(),
+                kind: directory.kind(),
+            });
+        }
         let slot = self
             .slots
             .get(name)

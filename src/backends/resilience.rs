@@ -108,17 +108,18 @@ impl Breaker {
     }
 }
 
-pub struct Resilient {
-    inner: Arc<dyn Store>,
+/// Retries and a breaker for one backend: every call to it goes through
+/// [`Guard::call`]. Stores get it through [`Resilient`]; directories hold
+/// one themselves.
+pub struct Guard {
     breaker: Breaker,
     backoff: ExponentialBuilder,
     pub stats: Arc<BackendStats>,
 }
 
-impl Resilient {
-    pub fn new(name: &str, inner: Arc<dyn Store>, config: &ResilienceConfig) -> Resilient {
-        Resilient {
-            inner,
+impl Guard {
+    pub fn new(name: &str, config: &ResilienceConfig) -> Guard {
+        Guard {
             breaker: Breaker {
                 name: name.to_owned(),
                 threshold: config.breaker_failures,
@@ -151,8 +152,8 @@ impl Resilient {
     }
 
     /// Runs `call` through the breaker, retrying transient errors that
-    /// `retry_on` accepts.
-    async fn guarded<T, F, Fut>(
+    /// `retry_on` accepts (see [`read_retry`] and [`write_retry`]).
+    pub async fn call<T, F, Fut>(
         &self,
         retry_on: fn(&StoreError) -> bool,
         call: F,
@@ -183,11 +184,44 @@ impl Resilient {
     }
 }
 
-fn read_retry(e: &StoreError) -> bool {
+/// A store behind its [`Guard`].
+pub struct Resilient {
+    inner: Arc<dyn Store>,
+    pub guard: Guard,
+}
+
+impl Resilient {
+    pub fn new(name: &str, inner: Arc<dyn Store>, config: &ResilienceConfig) -> Resilient {
+        Resilient {
+            inner,
+            guard: Guard::new(name, config),
+        }
+    }
+
+    pub fn status(&self) -> (BreakerState, u64, u64) {
+        self.guard.status()
+    }
+
+    async fn guarded<T, F, Fut>(
+        &self,
+        retry_on: fn(&StoreError) -> bool,
+        call: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        self.guard.call(retry_on, call).await
+    }
+}
+
+/// Reads and idempotent calls: retry any transient error.
+pub fn read_retry(e: &StoreError) -> bool {
     e.is_transient()
 }
 
-fn write_retry(e: &StoreError) -> bool {
+/// Writes: retry only when the call never reached the backend.
+pub fn write_retry(e: &StoreError) -> bool {
     matches!(e, StoreError::Unreachable(_))
 }
 

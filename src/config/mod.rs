@@ -9,6 +9,7 @@
 //! The value is read as a TOML value when it parses as one (`true`, `42`,
 //! `"text"`), otherwise as a plain string.
 
+mod backend;
 mod env;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use backend::{
+    BackendConfig, DirectoryConfig, LdapAttributes, LdapConfig, OidcClaims, OidcConfig, stores,
+};
 pub use env::ENV_PREFIX;
 
 /// The default location of the configuration file, relative to the working directory.
@@ -50,9 +54,9 @@ pub struct Config {
     pub policies: PoliciesConfig,
     pub cache: CacheConfig,
     pub log: LogConfig,
-    /// More named stores, besides `[store]` (named `default`), that the
-    /// active store can be switched to at runtime.
-    pub backends: BTreeMap<String, StoreConfig>,
+    /// More named backends besides `[store]` (named `default`): stores the
+    /// active one can be switched to at runtime, and identity directories.
+    pub backends: BTreeMap<String, BackendConfig>,
     pub registry: RegistryConfig,
     pub resilience: ResilienceConfig,
     /// Change notices between instances that share one store.
@@ -148,6 +152,11 @@ impl Secret {
         self.0.as_bytes().ct_eq(candidate).into()
     }
 
+    /// The secret itself, for handing to the backend that needs it. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -212,6 +221,16 @@ fn default_max_connections() -> u32 {
     10
 }
 
+impl StoreConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Sqlite { .. } => "sqlite",
+            StoreConfig::Postgres { .. } => "postgres",
+            StoreConfig::Redis { .. } => "redis",
+        }
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig::Sqlite {
@@ -251,6 +270,11 @@ pub struct CacheConfig {
     /// Most entity slices (an entity with its ancestors) kept.
     pub entity_capacity: u64,
     pub entity_ttl_seconds: u64,
+    /// Identities read from directories (LDAP users with their groups,
+    /// linked OIDC identities). While a directory is down, a cached
+    /// identity is served until its TTL ends; then decisions for it deny.
+    pub identity_capacity: u64,
+    pub identity_ttl_seconds: u64,
 }
 
 impl Default for CacheConfig {
@@ -260,6 +284,8 @@ impl Default for CacheConfig {
             decision_ttl_seconds: 300,
             entity_capacity: 10_000,
             entity_ttl_seconds: 300,
+            identity_capacity: 10_000,
+            identity_ttl_seconds: 300,
         }
     }
 }
@@ -367,6 +393,9 @@ impl Config {
         if self.cache.entity_ttl_seconds == 0 {
             return invalid("cache.entity_ttl_seconds", "must be greater than 0");
         }
+        if self.cache.identity_ttl_seconds == 0 {
+            return invalid("cache.identity_ttl_seconds", "must be greater than 0");
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &e.to_string());
         }
@@ -392,7 +421,7 @@ impl Config {
             }
         }
         validate_store("store", &self.store)?;
-        for (name, store) in &self.backends {
+        for (name, backend) in &self.backends {
             let valid_name = !name.is_empty()
                 && name.len() <= 64
                 && name
@@ -404,7 +433,12 @@ impl Config {
                     "backend names are lowercase letters, digits, `_` and `-`; `default` is [store]",
                 );
             }
-            validate_store(&format!("backends.{name}"), store)?;
+            backend::validate(&format!("backends.{name}"), backend, |key, message| {
+                ConfigError::Invalid {
+                    key,
+                    message: message.to_owned(),
+                }
+            })?;
         }
         Ok(())
     }

@@ -18,14 +18,10 @@ use crate::authz::{
 };
 use crate::backends::{Expect, Notice, Op, RedisBus, Store, StoreError, scan_all};
 
-const POLICIES: &str = "policies";
-const SCHEMA: &str = "schema";
+pub(crate) const POLICIES: &str = "policies";
+pub(crate) const SCHEMA: &str = "schema";
 const SCHEMA_KEY: &str = "app";
-const ENTITIES: &str = "entities";
-
-/// Namespaces the catalog keeps in step with the engine: written only
-/// through it, so the raw key-value API may read them but not write them.
-pub const CATALOG_NAMESPACES: &[&str] = &[POLICIES, SCHEMA, ENTITIES];
+pub(crate) const ENTITIES: &str = "entities";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

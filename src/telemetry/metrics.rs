@@ -56,6 +56,10 @@ pub struct Metrics {
     pub decision_cache_misses: IntCounter,
     pub entity_cache_hits: IntCounter,
     pub entity_cache_misses: IntCounter,
+    pub identity_cache_hits: IntCounter,
+    pub identity_cache_misses: IntCounter,
+    /// Decisions denied because a directory could not be read.
+    pub identity_unavailable: IntCounter,
     pub policy_reloads: IntCounterVec,
     pub policy_generation: IntGauge,
     pub entity_generation: IntGauge,
@@ -112,6 +116,11 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric definition");
+        let identity_unavailable = IntCounter::new(
+            "identity_unavailable_total",
+            "Decisions denied (fail closed) because the principal's directory could not be read.",
+        )
+        .expect("static metric definition");
         let policy_generation =
             IntGauge::new("policy_generation", "Generation of the serving policy set.")
                 .expect("static metric definition");
@@ -155,6 +164,7 @@ impl Metrics {
             Box::new(cache_hits.clone()),
             Box::new(cache_misses.clone()),
             Box::new(policy_reloads.clone()),
+            Box::new(identity_unavailable.clone()),
             Box::new(policy_generation.clone()),
             Box::new(entity_generation.clone()),
         ] {
@@ -184,6 +194,9 @@ impl Metrics {
             decision_cache_misses: cache_misses.with_label_values(&["decision"]),
             entity_cache_hits: cache_hits.with_label_values(&["entity"]),
             entity_cache_misses: cache_misses.with_label_values(&["entity"]),
+            identity_cache_hits: cache_hits.with_label_values(&["identity"]),
+            identity_cache_misses: cache_misses.with_label_values(&["identity"]),
+            identity_unavailable,
             registry,
             http_requests,
             http_duration,

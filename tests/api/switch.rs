@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use portcullis::config::{Secret, StoreConfig};
+use portcullis::config::{BackendConfig, Secret, StoreConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -32,27 +32,27 @@ async fn app_with_three_stores(names: &Names) -> TestApp {
         config.server.admin_token = Some(Secret::new(TOKEN));
         config.backends.insert(
             "pg".into(),
-            StoreConfig::Postgres {
+            BackendConfig::Store(StoreConfig::Postgres {
                 url: POSTGRES_URL.into(),
                 schema,
                 max_connections: 4,
-            },
+            }),
         );
         config.backends.insert(
             "cache".into(),
-            StoreConfig::Redis {
+            BackendConfig::Store(StoreConfig::Redis {
                 url: REDIS_URL.into(),
                 prefix,
                 max_connections: 4,
-            },
+            }),
         );
         config.backends.insert(
             "nowhere".into(),
-            StoreConfig::Redis {
+            BackendConfig::Store(StoreConfig::Redis {
                 url: "redis://127.0.0.1:1".into(),
                 prefix: "x:".into(),
                 max_connections: 1,
-            },
+            }),
         );
     })
     .await

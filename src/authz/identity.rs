@@ -1,0 +1,85 @@
+//! Directory identities as Cedar entities: `Portcullis::User` in
+//! `Portcullis::Group`, nested as the directory nests them.
+
+use cedar_policy::Entity;
+use serde_json::{Map, Value, json};
+
+use super::AuthzError;
+use crate::domain::{DirectoryIdentity, qualified};
+
+pub const USER_TYPE: &str = "Portcullis::User";
+pub const GROUP_TYPE: &str = "Portcullis::Group";
+
+/// The user and every group it reaches.
+pub fn identity_entities(identity: &DirectoryIdentity) -> Result<Vec<Entity>, AuthzError> {
+    let dir = &identity.directory;
+    let group_refs = |ids: &[String]| -> Vec<Value> {
+        ids.iter()
+            .map(|id| json!({"type": GROUP_TYPE, "id": qualified(dir, id)}))
+            .collect()
+    };
+    let mut attrs = Map::new();
+    if let Some(email) = &identity.email {
+        attrs.insert("email".into(), json!(email));
+    }
+    if let Some(name) = &identity.name {
+        attrs.insert("name".into(), json!(name));
+    }
+    attrs.insert("active".into(), json!(true));
+    let mut docs = vec![json!({
+        "uid": {"type": USER_TYPE, "id": identity.user_id()},
+        "attrs": attrs,
+        "parents": group_refs(&identity.member_of),
+    })];
+    docs.extend(identity.groups.iter().map(|group| {
+        json!({
+            "uid": {"type": GROUP_TYPE, "id": qualified(dir, &group.id)},
+            "attrs": {"name": group.id},
+            "parents": group_refs(&group.parents),
+        })
+    }));
+    docs.into_iter()
+        .map(|doc| {
+            Entity::from_json_value(doc, None)
+                .map_err(|e| AuthzError::EntitiesInvalid(format!("directory `{dir}`: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DirectoryGroup;
+
+    #[test]
+    fn users_sit_in_their_groups_and_groups_in_theirs() {
+        let identity = DirectoryIdentity {
+            directory: "corp".into(),
+            subject: "carol".into(),
+            username: "carol".into(),
+            email: Some("carol@example.test".into()),
+            name: None,
+            member_of: vec!["platform".into()],
+            groups: vec![
+                DirectoryGroup {
+                    id: "platform".into(),
+                    parents: vec!["engineering".into()],
+                },
+                DirectoryGroup {
+                    id: "engineering".into(),
+                    parents: vec![],
+                },
+            ],
+        };
+        let entities = identity_entities(&identity).unwrap();
+        let set = cedar_policy::Entities::from_entities(entities, None).unwrap();
+        let carol: cedar_policy::EntityUid = r#"Portcullis::User::"corp:carol""#.parse().unwrap();
+        let ancestors: Vec<String> = set
+            .ancestors(&carol)
+            .unwrap()
+            .map(ToString::to_string)
+            .collect();
+        assert!(ancestors.contains(&r#"Portcullis::Group::"corp:engineering""#.to_string()));
+        assert!(ancestors.contains(&r#"Portcullis::Group::"corp:platform""#.to_string()));
+    }
+}

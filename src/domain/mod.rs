@@ -1,0 +1,5 @@
+//! Plain types shared by the layers: no I/O, no Cedar.
+
+mod identity;
+
+pub use identity::{DirectoryGroup, DirectoryIdentity, qualified};

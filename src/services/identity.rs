@@ -1,0 +1,370 @@
+//! Directory identities: logins against LDAP, OIDC sign-ins linked into
+//! the store, and the resolver that gives a decision its principal's user
+//! and groups.
+//!
+//! A principal `Portcullis::User::"<directory>:<subject>"` whose directory
+//! is configured, and which the stored entities do not hold, is read from
+//! the directory (LDAP) or from its link in the store (OIDC), then kept in
+//! the identity cache for `cache.identity_ttl_seconds`. While the directory
+//! is down, cached identities keep deciding until their TTL; an identity
+//! that is not cached gets a deny that says why (fail closed).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::authz::{
+    EntitySnapshot, ResolvedIdentity, USER_TYPE, UidInput, identity_entities, parse_uid,
+};
+use crate::backends::{Directory, Expect, Registry, Store, StoreError};
+use crate::domain::{DirectoryIdentity, qualified};
+
+/// OIDC identities linked by a sign-in, by `<provider>:<subject>`.
+pub const IDENTITIES: &str = "identities";
+/// Pending OAuth authorizations, by the SHA-256 of their state.
+pub const OAUTH_STATES: &str = "oauth_states";
+
+/// How long a started OAuth authorization may take to come back.
+const OAUTH_STATE_TTL: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("no {kind} directory named `{name}` is configured")]
+    UnknownDirectory { name: String, kind: &'static str },
+    #[error("bad credentials")]
+    BadCredentials,
+    #[error("directory `{name}` is unavailable: {source}")]
+    Unavailable {
+        name: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("the sign-in state is missing, expired, already used or not this browser's")]
+    InvalidState,
+    #[error("the provider did not complete the sign-in: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the decision path learns about a principal.
+pub enum Resolution {
+    /// Not a directory identity: decide on the stored entities alone.
+    NotDirectory,
+    /// The directory's answer (no entities when it has no such user).
+    Resolved {
+        identity: Arc<ResolvedIdentity>,
+        cached: bool,
+    },
+    /// The directory could not be read and nothing is cached: deny.
+    Unavailable { directory: String, error: String },
+}
+
+/// A pending OAuth authorization, as stored.
+#[derive(Serialize, Deserialize)]
+struct PendingAuthorization {
+    provider: String,
+    verifier: String,
+    expires_at: u64,
+}
+
+/// A linked OIDC identity, as stored.
+#[derive(Serialize, Deserialize)]
+struct Link {
+    identity: DirectoryIdentity,
+    linked_at: u64,
+}
+
+pub struct Identities {
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    cache: Cache<String, Arc<ResolvedIdentity>>,
+    stamps: AtomicU64,
+}
+
+impl Identities {
+    pub fn new(
+        registry: Arc<Registry>,
+        store: Arc<dyn Store>,
+        capacity: u64,
+        ttl: Duration,
+    ) -> Identities {
+        Identities {
+            registry,
+            store,
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            stamps: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether any directory is configured; when none is, decisions skip
+    /// the resolver entirely.
+    pub fn enabled(&self) -> bool {
+        !self.registry.directories().is_empty()
+    }
+
+    /// The directory entities of `principal`, when it is a directory user.
+    pub async fn resolve(&self, principal: &UidInput, stored: &EntitySnapshot) -> Resolution {
+        let Ok(uid) = parse_uid(principal) else {
+            return Resolution::NotDirectory; // the engine names the error
+        };
+        if uid.type_name().to_string() != USER_TYPE {
+            return Resolution::NotDirectory;
+        }
+        let id: &str = uid.id().as_ref();
+        let Some((name, subject)) = id.split_once(':') else {
+            return Resolution::NotDirectory;
+        };
+        let Some(directory) = self.registry.directory(name) else {
+            return Resolution::NotDirectory;
+        };
+        // Identities imported into the store (by a sync) are decided from there.
+        if stored.entities.get(&uid).is_some() {
+            return Resolution::NotDirectory;
+        }
+        if let Some(identity) = self.cache.get(id) {
+            return Resolution::Resolved {
+                identity,
+                cached: true,
+            };
+        }
+        let read = match directory {
+            Directory::Ldap(ldap) => ldap.lookup(subject).await,
+            Directory::Oidc(_) => self.linked(id).await,
+        };
+        match read.and_then(|found| self.remember(id, found.as_ref())) {
+            Ok(identity) => Resolution::Resolved {
+                identity,
+                cached: false,
+            },
+            Err(e) => {
+                tracing::warn!(directory = %name, error = %e, "Directory unavailable; deciding deny for an uncached identity.");
+                Resolution::Unavailable {
+                    directory: name.to_owned(),
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Caches what the directory said about `id` under a new stamp.
+    fn remember(
+        &self,
+        id: &str,
+        found: Option<&DirectoryIdentity>,
+    ) -> Result<Arc<ResolvedIdentity>, StoreError> {
+        let entities = match found {
+            Some(identity) => {
+                identity_entities(identity).map_err(|e| StoreError::Corrupt(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        let resolved = Arc::new(ResolvedIdentity {
+            entities: entities.into(),
+            stamp: self.stamps.fetch_add(1, Ordering::Relaxed) + 1,
+        });
+        self.cache.insert(id.to_owned(), resolved.clone());
+        Ok(resolved)
+    }
+
+    async fn linked(&self, id: &str) -> Result<Option<DirectoryIdentity>, StoreError> {
+        let Some(found) = self.store.get(IDENTITIES, id).await? else {
+            return Ok(None);
+        };
+        let link: Link = serde_json::from_slice(&found.value)
+            .map_err(|e| StoreError::Corrupt(format!("{IDENTITIES}/{id}: {e}")))?;
+        Ok(Some(link.identity))
+    }
+
+    fn ldap(&self, name: &str) -> Result<&Arc<crate::backends::LdapDirectory>, IdentityError> {
+        match self.registry.directory(name) {
+            Some(Directory::Ldap(ldap)) => Ok(ldap),
+            _ => Err(IdentityError::UnknownDirectory {
+                name: name.to_owned(),
+                kind: "ldap",
+            }),
+        }
+    }
+
+    fn oidc(&self, name: &str) -> Result<&Arc<crate::backends::OidcDirectory>, IdentityError> {
+        match self.registry.directory(name) {
+            Some(Directory::Oidc(oidc)) => Ok(oidc),
+            _ => Err(IdentityError::UnknownDirectory {
+                name: name.to_owned(),
+                kind: "oidc",
+            }),
+        }
+    }
+
+    /// Checks a password against an LDAP directory; on success the identity
+    /// is read afresh and its cached copy replaced.
+    pub async fn ldap_login(
+        &self,
+        directory: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryIdentity, IdentityError> {
+        let ldap = self.ldap(directory)?;
+        let identity = ldap
+            .authenticate(username, password)
+            .await
+            .map_err(|source| IdentityError::Unavailable {
+                name: directory.to_owned(),
+                source,
+            })?
+            .ok_or(IdentityError::BadCredentials)?;
+        self.remember(&identity.user_id(), Some(&identity))?;
+        Ok(identity)
+    }
+
+    /// Starts a sign-in with `provider`: stores the state's digest with the
+    /// PKCE verifier and returns the provider URL and the state (for the
+    /// browser-binding cookie).
+    pub async fn oauth_start(
+        &self,
+        provider: &str,
+    ) -> Result<crate::backends::Authorization, IdentityError> {
+        let oidc = self.oidc(provider)?;
+        let authorization =
+            oidc.authorize()
+                .await
+                .map_err(|source| IdentityError::Unavailable {
+                    name: provider.to_owned(),
+                    source,
+                })?;
+        let pending = PendingAuthorization {
+            provider: provider.to_owned(),
+            verifier: authorization.verifier.clone(),
+            expires_at: now() + OAUTH_STATE_TTL.as_secs(),
+        };
+        let value = serde_json::to_vec(&pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store
+            .put(
+                OAUTH_STATES,
+                &digest(&authorization.state),
+                &value,
+                Expect::Absent,
+            )
+            .await?;
+        self.sweep_expired_states().await;
+        Ok(authorization)
+    }
+
+    /// Completes a sign-in: the state must be pending, unexpired, for this
+    /// provider, and the one the browser's cookie holds; it is used up
+    /// whatever happens next. The identity is linked in the store.
+    pub async fn oauth_finish(
+        &self,
+        provider: &str,
+        state: &str,
+        browser_state: Option<&str>,
+        code: &str,
+    ) -> Result<DirectoryIdentity, IdentityError> {
+        let oidc = self.oidc(provider)?;
+        let same_browser = browser_state.is_some_and(|cookie| {
+            use subtle::ConstantTimeEq;
+            bool::from(cookie.as_bytes().ct_eq(state.as_bytes()))
+        });
+        if !same_browser || state.is_empty() {
+            return Err(IdentityError::InvalidState);
+        }
+        let key = digest(state);
+        let Some(found) = self.store.get(OAUTH_STATES, &key).await? else {
+            return Err(IdentityError::InvalidState);
+        };
+        // Single use: whoever deletes this version owns the state.
+        match self
+            .store
+            .delete(OAUTH_STATES, &key, Expect::Version(found.version))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) | Err(StoreError::Conflict { .. }) => {
+                return Err(IdentityError::InvalidState);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let pending: PendingAuthorization =
+            serde_json::from_slice(&found.value).map_err(|_| IdentityError::InvalidState)?;
+        if pending.provider != provider || pending.expires_at < now() {
+            return Err(IdentityError::InvalidState);
+        }
+        let identity = oidc
+            .finish(code, &pending.verifier)
+            .await
+            .map_err(|source| IdentityError::Unavailable {
+                name: provider.to_owned(),
+                source,
+            })?
+            .map_err(IdentityError::Rejected)?;
+        let link = Link {
+            identity,
+            linked_at: now(),
+        };
+        let value = serde_json::to_vec(&link).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let id = link.identity.user_id();
+        self.store.put(IDENTITIES, &id, &value, Expect::Any).await?;
+        self.remember(&id, Some(&link.identity))?;
+        Ok(link.identity)
+    }
+
+    /// Deletes a page of expired pending authorizations; abandoned sign-ins
+    /// would otherwise stay forever. Failures are left for the next sweep.
+    async fn sweep_expired_states(&self) {
+        let Ok(page) = self.store.scan(OAUTH_STATES, "", None, 100).await else {
+            return;
+        };
+        let now = now();
+        for (key, item) in page.items {
+            let expired = serde_json::from_slice::<PendingAuthorization>(&item.value)
+                .map_or(true, |p| p.expires_at < now);
+            if expired {
+                let _ = self
+                    .store
+                    .delete(OAUTH_STATES, &key, Expect::Version(item.version))
+                    .await;
+            }
+        }
+    }
+
+    /// The names of the configured OIDC providers with their labels.
+    pub fn providers(&self) -> Vec<(String, String)> {
+        self.registry
+            .directories()
+            .iter()
+            .filter_map(|(name, d)| match d {
+                Directory::Oidc(oidc) => Some((name.clone(), oidc.display_name().to_owned())),
+                Directory::Ldap(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The Cedar uid string of a directory user.
+pub fn principal_of(identity: &DirectoryIdentity) -> String {
+    let id = cedar_policy::EntityId::new(qualified(&identity.directory, &identity.subject));
+    match USER_TYPE.parse::<cedar_policy::EntityTypeName>() {
+        Ok(type_name) => cedar_policy::EntityUid::from_type_name_and_id(type_name, id).to_string(),
+        Err(_) => unreachable!("USER_TYPE is a valid type name"),
+    }
+}
+
+fn digest(state: &str) -> String {
+    Sha256::digest(state.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
