@@ -3,7 +3,9 @@
 # run installs nothing. Only Debian's, npm's, PyPI's and crates.io's
 # registries are reachable, so everything comes from them.
 #
-#   scripts/install-deps.sh test   # what `make test` needs
+#   scripts/install-deps.sh test   # what `make test` needs: slapd, the
+#                                  # test OIDC provider (Node), and checks
+#                                  # that PostgreSQL and Redis answer
 #   scripts/install-deps.sh load   # what `make load` needs (wrk)
 set -euo pipefail
 
@@ -26,6 +28,11 @@ apt_install() { # packages...
 case "$want" in
   test)
     command -v cargo > /dev/null || { echo "cargo is required" >&2; exit 1; }
+    # OpenLDAP: tests start their own slapd on a spare port (backends/ldap/start.sh).
+    apt_install slapd ldap-utils
+    # The OIDC provider tests sign in against: oidc-provider on Node.
+    command -v node > /dev/null && command -v npm > /dev/null || apt_install nodejs npm
+    backends/oidc/install.sh
     # The machine's own PostgreSQL and Redis: tests use their own schema and
     # key prefix on them. Say clearly when one is not there.
     for service in "PostgreSQL 127.0.0.1 5432" "Redis 127.0.0.1 6379"; do

@@ -8,6 +8,8 @@ mod cli;
 mod decisions;
 mod entities_schema;
 mod helpers;
+mod ldap;
+mod oidc;
 mod ops;
 mod policies;
 mod resilience;
