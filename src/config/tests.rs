@@ -108,3 +108,62 @@ fn admin_token_is_checked_and_never_printed() {
     assert!(!token.matches(b"0123456789abcdef-secreT"));
     assert!(!format!("{config:?}").contains("secret"));
 }
+
+const LDAP: &str = r#"
+[backends.corp]
+kind = "ldap"
+url = "ldap://127.0.0.1:389"
+bind_dn = "cn=admin,dc=example,dc=com"
+bind_password = "secret"
+user_base = "ou=people,dc=example,dc=com"
+group_base = "ou=groups,dc=example,dc=com"
+"#;
+
+#[test]
+fn directories_are_backends_with_their_own_keys() {
+    let config = Config::load(
+        Some(Path::new("/dev/null")),
+        vars(&[
+            ("PORTCULLIS_BACKENDS__CORP__KIND", "ldap"),
+            ("PORTCULLIS_BACKENDS__CORP__URL", "ldap://127.0.0.1:389"),
+            ("PORTCULLIS_BACKENDS__CORP__BIND_DN", "cn=admin,dc=x"),
+            ("PORTCULLIS_BACKENDS__CORP__BIND_PASSWORD", "from-the-env"),
+            ("PORTCULLIS_BACKENDS__CORP__USER_BASE", "ou=people,dc=x"),
+            ("PORTCULLIS_BACKENDS__CORP__GROUP_BASE", "ou=groups,dc=x"),
+        ]),
+    )
+    .unwrap();
+    let corp = &config.backends["corp"];
+    assert_eq!(corp.kind(), "ldap");
+    // The secret is never printed.
+    assert!(!format!("{corp:?}").contains("from-the-env"));
+    assert!(stores(&config.backends).is_empty());
+
+    let parsed = Config::from_toml_str(LDAP).unwrap();
+    let BackendConfig::Directory(directory) = &parsed.backends["corp"] else {
+        panic!("an ldap backend is a directory");
+    };
+    let DirectoryConfig::Ldap(ldap) = directory.as_ref() else {
+        panic!("kind ldap");
+    };
+    assert_eq!(ldap.attributes.username, "uid");
+    assert!(ldap.user_filter.contains("{username}"));
+}
+
+#[test]
+fn directory_mistakes_are_named() {
+    let typo = Config::from_toml_str(&LDAP.replace("bind_dn", "bind_dnn")).unwrap_err();
+    assert!(typo.to_string().contains("backends.corp"), "{typo}");
+    assert!(typo.to_string().contains("bind_dnn"), "{typo}");
+    let scheme = Config::from_toml_str(&LDAP.replace("ldap://", "http://")).unwrap_err();
+    assert!(scheme.to_string().contains("backends.corp.url"), "{scheme}");
+    let filter = Config::from_toml_str(&format!("{LDAP}user_filter = \"(uid=x)\"\n")).unwrap_err();
+    assert!(filter.to_string().contains("user_filter"), "{filter}");
+    let kind = Config::from_toml_str("[backends.x]\nkind = \"kerberos\"\n").unwrap_err();
+    assert!(kind.to_string().contains("kerberos"), "{kind}");
+    let oidc = Config::from_toml_str(
+        "[backends.op]\nkind = \"oidc\"\nissuer = \"https://op\"\nclient_id = \"c\"\nredirect_url = \"https://me/cb\"\nscopes = [\"email\"]\n",
+    )
+    .unwrap_err();
+    assert!(oidc.to_string().contains("backends.op.scopes"), "{oidc}");
+}

@@ -323,3 +323,35 @@ async fn a_directory_outage_serves_cached_identities_and_denies_the_rest() {
     assert_eq!(corp["breaker"], "closed", "{corp}");
     assert_eq!(corp["health"], "up");
 }
+
+#[tokio::test]
+async fn groups_read_from_member_of_match_groups_searched_by_member() {
+    let slapd = OwnSlapd::start();
+    let by_member = app_with_directory(&slapd, |_| {}).await;
+    let by_member_of = app_with_directory(&slapd, |config| {
+        let mut ldap = slapd.config();
+        ldap.member_of_attribute = Some("memberOf".into());
+        config.backends.insert(
+            "corp".into(),
+            BackendConfig::Directory(Box::new(DirectoryConfig::Ldap(ldap))),
+        );
+    })
+    .await;
+    for who in ["alice", "bob", "carol", "dave"] {
+        let password = format!("{who}-secret");
+        let (status, searched) = login(&by_member, who, &password).await;
+        assert_eq!(status, StatusCode::OK, "{searched}");
+        let (status, read) = login(&by_member_of, who, &password).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        let groups = |body: &Value| {
+            let mut groups = body["identity"]["groups"].as_array().unwrap().clone();
+            groups.sort_by_key(|g| g["id"].as_str().unwrap().to_owned());
+            groups
+        };
+        assert_eq!(groups(&searched), groups(&read), "{who}");
+        assert_eq!(
+            searched["identity"]["member_of"],
+            read["identity"]["member_of"]
+        );
+    }
+}
