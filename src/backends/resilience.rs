@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::{Expect, Op, ScanPage, Store, StoreError, Versioned};
 use crate::config::ResilienceConfig;
@@ -165,6 +166,8 @@ impl Guard {
         if !self.breaker.admit() {
             return Err(StoreError::CircuitOpen(self.breaker.name.clone()));
         }
+        // One span per backend call, retries included.
+        let span = tracing::debug_span!("backend_call", backend = %self.breaker.name);
         let result = call
             .retry(self.backoff)
             .when(retry_on)
@@ -172,6 +175,7 @@ impl Guard {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(backend = %self.breaker.name, error = %e, delay_ms = delay.as_millis() as u64, "Retrying a backend call.");
             })
+            .instrument(span)
             .await;
         match &result {
             Err(e) if e.is_transient() => {
