@@ -16,7 +16,7 @@ use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
 use crate::backends::{Notice, RedisBus, Registry};
 use crate::config::Config;
-use crate::services::{Catalog, Identities};
+use crate::services::{Accounts, Catalog, Identities, Tokens};
 use crate::telemetry::Metrics;
 
 pub struct App {
@@ -45,6 +45,16 @@ impl App {
             store.clone(),
             config.cache.identity_capacity,
             Duration::from_secs(config.cache.identity_ttl_seconds),
+        ));
+        let tokens = Arc::new(
+            Tokens::open(store.clone(), &config.accounts)
+                .await
+                .context("cannot load the token signing keys")?,
+        );
+        let accounts = Arc::new(Accounts::new(
+            store.clone(),
+            tokens,
+            config.accounts.clone(),
         ));
         let cache = CacheSettings {
             decision_capacity: config.cache.decision_capacity,
@@ -90,6 +100,7 @@ impl App {
             admin_token: config.server.admin_token.clone(),
             registry,
             identities,
+            accounts,
         });
         Ok(App {
             listener,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::CONTENT_LENGTH;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
@@ -22,6 +22,30 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let bytes = read_body(req, state.body_limit).await?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A body that is either an HTML/OAuth2 form (`application/x-www-form-urlencoded`)
+/// or JSON (anything else), parsed into `T`.
+pub struct FormOrJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for FormOrJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let form = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let bytes = read_body(req, state.body_limit).await?;
+        if form {
+            serde_urlencoded::from_bytes(&bytes)
+                .map(FormOrJson)
+                .map_err(|e| ApiError::InvalidBody(e.to_string()))
+        } else {
+            parse_json(&bytes).map(FormOrJson)
+        }
     }
 }
 

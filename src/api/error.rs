@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::authz::{AuthzError, Diagnostic};
 use crate::backends::{RegistryError, StoreError};
-use crate::services::{IdentityError, ServiceError};
+use crate::services::{AccountError, IdentityError, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,6 +35,8 @@ pub enum ApiError {
         "namespace `{0}` is written only through its own API (/v1/policies, /v1/entities, /v1/schema)"
     )]
     NamespaceReserved(String),
+    #[error("namespace `{0}` holds private keys or password hashes and is never shown")]
+    NamespaceSecret(String),
     #[error("key `{0}` not found")]
     KeyNotFound(String),
     #[error(transparent)]
@@ -45,6 +47,8 @@ pub enum ApiError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Identity(IdentityError),
+    #[error(transparent)]
+    Account(AccountError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("internal error: {0}")]
@@ -66,6 +70,15 @@ impl From<IdentityError> for ApiError {
         match e {
             IdentityError::Store(e) => ApiError::Store(e),
             e => ApiError::Identity(e),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Store(e) => ApiError::Store(e),
+            e => ApiError::Account(e),
         }
     }
 }
@@ -102,6 +115,7 @@ impl ApiError {
                 (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED")
             }
             ApiError::NamespaceReserved(_) => (StatusCode::CONFLICT, "NAMESPACE_RESERVED"),
+            ApiError::NamespaceSecret(_) => (StatusCode::FORBIDDEN, "NAMESPACE_SECRET"),
             ApiError::KeyNotFound(_) => (StatusCode::NOT_FOUND, "KEY_NOT_FOUND"),
             ApiError::Authz(e) => match e {
                 A::MissingField(_) => (StatusCode::BAD_REQUEST, "MISSING_FIELD"),
@@ -148,6 +162,31 @@ impl ApiError {
                 IdentityError::InvalidState => (StatusCode::BAD_REQUEST, "OAUTH_INVALID_STATE"),
                 IdentityError::Rejected(_) => (StatusCode::BAD_REQUEST, "OAUTH_REJECTED"),
                 IdentityError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
+            },
+            ApiError::Account(e) => match e {
+                AccountError::RegistrationClosed => (StatusCode::FORBIDDEN, "REGISTRATION_CLOSED"),
+                AccountError::UserAlreadyExists => {
+                    (StatusCode::BAD_REQUEST, "REGISTER_USER_ALREADY_EXISTS")
+                }
+                AccountError::InvalidPassword(_) => {
+                    (StatusCode::BAD_REQUEST, "REGISTER_INVALID_PASSWORD")
+                }
+                AccountError::UpdateInvalidPassword(_) => {
+                    (StatusCode::BAD_REQUEST, "UPDATE_USER_INVALID_PASSWORD")
+                }
+                AccountError::UpdateEmailExists => {
+                    (StatusCode::BAD_REQUEST, "UPDATE_USER_EMAIL_ALREADY_EXISTS")
+                }
+                AccountError::InvalidEmail => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_EMAIL"),
+                AccountError::InvalidField(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"),
+                AccountError::BadCredentials => (StatusCode::BAD_REQUEST, "LOGIN_BAD_CREDENTIALS"),
+                AccountError::NotVerified => (StatusCode::BAD_REQUEST, "LOGIN_USER_NOT_VERIFIED"),
+                AccountError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+                AccountError::InvalidRefreshToken => {
+                    (StatusCode::UNAUTHORIZED, "INVALID_REFRESH_TOKEN")
+                }
+                AccountError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
+                AccountError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },
             ApiError::Store(StoreError::Corrupt(_))
             | ApiError::Corrupt(_)
@@ -199,7 +238,10 @@ impl IntoResponse for ApiError {
             self.body_json(),
         )
             .into_response();
-        if matches!(self, ApiError::Unauthenticated) {
+        if matches!(
+            self,
+            ApiError::Unauthenticated | ApiError::Account(AccountError::Unauthenticated)
+        ) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),

@@ -15,6 +15,7 @@
 //!
 //! Owns: HTTP. Must not: decide, persist, or hold state of its own.
 
+mod accounts;
 mod admin;
 mod body;
 mod decisions;
@@ -40,7 +41,7 @@ pub use error::ApiError;
 
 use crate::backends::Registry;
 use crate::config::Secret;
-use crate::services::{Catalog, Identities};
+use crate::services::{Accounts, Catalog, Identities};
 use crate::telemetry::Metrics;
 
 /// What every handler can reach.
@@ -54,6 +55,7 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     pub registry: Arc<Registry>,
     pub identities: Arc<Identities>,
+    pub accounts: Arc<Accounts>,
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.
@@ -139,6 +141,29 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/storage/{namespace}/{key}",
         "Admin: remove a value (If-Match)",
     ),
+    ("POST", "/auth/register", "Create an account"),
+    (
+        "POST",
+        "/auth/jwt/login",
+        "Password login (OAuth2 form or JSON): access and refresh tokens",
+    ),
+    (
+        "POST",
+        "/auth/jwt/refresh",
+        "Trade a refresh token for a new pair",
+    ),
+    ("POST", "/auth/jwt/logout", "End the caller's session"),
+    ("GET", "/users/me", "The caller's profile"),
+    (
+        "PATCH",
+        "/users/me",
+        "Change the caller's e-mail, password or name",
+    ),
+    (
+        "GET",
+        "/.well-known/jwks.json",
+        "Public keys that sign access tokens",
+    ),
     (
         "POST",
         "/auth/ldap/{directory}/login",
@@ -208,6 +233,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/storage/{namespace}/{key}",
             get(storage::get).post(storage::put).delete(storage::delete),
         )
+        .route("/auth/register", post(accounts::register))
+        .route("/auth/jwt/login", post(accounts::login))
+        .route("/auth/jwt/refresh", post(accounts::refresh))
+        .route("/auth/jwt/logout", post(accounts::logout))
+        .route("/users/me", get(accounts::me).patch(accounts::update_me))
+        .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/auth/ldap/{directory}/login", post(identity::ldap_login))
         .route("/auth/oauth/providers", get(identity::providers))
         .route("/auth/oauth/{provider}/authorize", get(identity::authorize))

@@ -27,7 +27,7 @@ use super::admin::Admin;
 use super::body::RawBody;
 use super::{ApiError, AppState};
 use crate::backends::{BackendStatus, Expect, StoreError, SwitchReport};
-use crate::services::RESERVED_NAMESPACES;
+use crate::services::{RESERVED_NAMESPACES, SECRET_NAMESPACES};
 
 const MAX_NAME: usize = 256;
 
@@ -65,6 +65,15 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
         return Err(ApiError::InvalidParameter(format!(
             "{what} must be 1 to {MAX_NAME} bytes without control characters"
         )));
+    }
+    Ok(())
+}
+
+/// Any namespace but the ones holding private keys.
+fn readable(namespace: &str) -> Result<(), ApiError> {
+    check_name("namespace", namespace)?;
+    if SECRET_NAMESPACES.contains(&namespace) {
+        return Err(ApiError::NamespaceSecret(namespace.to_owned()));
     }
     Ok(())
 }
@@ -125,7 +134,7 @@ pub async fn list(
     Path(namespace): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<KeyPage>, ApiError> {
-    check_name("namespace", &namespace)?;
+    readable(&namespace)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidParameter("limit must be 1 to 1000".into()));
@@ -154,7 +163,7 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path((namespace, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    check_name("namespace", &namespace)?;
+    readable(&namespace)?;
     check_name("key", &key)?;
     let stored = state
         .catalog

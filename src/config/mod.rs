@@ -61,6 +61,40 @@ pub struct Config {
     pub resilience: ResilienceConfig,
     /// Change notices between instances that share one store.
     pub bus: Option<BusConfig>,
+    pub accounts: AccountsConfig,
+}
+
+/// User accounts: registration, passwords and tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Whether `POST /auth/register` is open to anyone.
+    pub registration_open: bool,
+    /// Whether login needs a verified e-mail address.
+    pub require_verification: bool,
+    /// Shortest password accepted (longest: 128 characters).
+    pub password_min_length: usize,
+    /// Lifetime of an access token (a JWT signed with EdDSA).
+    pub access_token_ttl_seconds: u64,
+    /// Lifetime of a refresh token and of the session it belongs to.
+    pub refresh_token_ttl_seconds: u64,
+    /// `iss` and `aud` of the tokens this server issues and accepts.
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            registration_open: true,
+            require_verification: false,
+            password_min_length: 10,
+            access_token_ttl_seconds: 900,
+            refresh_token_ttl_seconds: 14 * 24 * 3600,
+            issuer: "portcullis".into(),
+            audience: "portcullis".into(),
+        }
+    }
 }
 
 /// Redis pub/sub for change notices: every policy, schema or entity write
@@ -419,6 +453,25 @@ impl Config {
             if bus.channel.is_empty() {
                 return invalid("bus.channel", "must not be empty");
             }
+        }
+        let a = &self.accounts;
+        if !(8..=128).contains(&a.password_min_length) {
+            return invalid("accounts.password_min_length", "must be between 8 and 128");
+        }
+        if !(30..=86_400).contains(&a.access_token_ttl_seconds) {
+            return invalid(
+                "accounts.access_token_ttl_seconds",
+                "must be between 30 and 86400",
+            );
+        }
+        if a.refresh_token_ttl_seconds < a.access_token_ttl_seconds {
+            return invalid(
+                "accounts.refresh_token_ttl_seconds",
+                "must be at least accounts.access_token_ttl_seconds",
+            );
+        }
+        if a.issuer.is_empty() || a.audience.is_empty() {
+            return invalid("accounts.issuer", "issuer and audience must not be empty");
         }
         validate_store("store", &self.store)?;
         for (name, backend) in &self.backends {

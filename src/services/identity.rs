@@ -11,12 +11,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use super::tokens::{digest, now};
 use crate::authz::{
     EntitySnapshot, ResolvedIdentity, USER_TYPE, UidInput, identity_entities, parse_uid,
 };
@@ -354,17 +354,4 @@ pub fn principal_of(identity: &DirectoryIdentity) -> String {
         Ok(type_name) => cedar_policy::EntityUid::from_type_name_and_id(type_name, id).to_string(),
         Err(_) => unreachable!("USER_TYPE is a valid type name"),
     }
-}
-
-fn digest(state: &str) -> String {
-    Sha256::digest(state.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

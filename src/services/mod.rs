@@ -4,11 +4,19 @@
 //!
 //! Owns: the order of writes and reloads. Must not: know about HTTP.
 
+mod accounts;
 mod catalog;
 mod identity;
+mod passwords;
+mod tokens;
 
+pub use accounts::{
+    AccountError, Accounts, Authenticated, ProfileUpdate, REFRESH_TOKENS, Registration, SESSIONS,
+    TokenPair, USER_EMAILS, USERS,
+};
 pub use catalog::{Catalog, ServiceError};
 pub use identity::{IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution, principal_of};
+pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens};
 
 /// Namespaces only Portcullis itself writes (the catalog keeps the first
 /// three in step with the engine): `/storage/{namespace}` may read them but
@@ -19,4 +27,13 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     catalog::ENTITIES,
     IDENTITIES,
     OAUTH_STATES,
+    USERS,
+    USER_EMAILS,
+    SESSIONS,
+    REFRESH_TOKENS,
+    SIGNING_KEYS,
 ];
+
+/// Namespaces `/storage/{namespace}` does not even read: private keys and
+/// password hashes.
+pub const SECRET_NAMESPACES: &[&str] = &[SIGNING_KEYS, USERS];

@@ -1,0 +1,487 @@
+//! Accounts: registration, password login, sessions with rotating refresh
+//! tokens, logout, and the signed-in user's own profile.
+//!
+//! Everything lives in the active store, so it survives restarts and store
+//! switches:
+//! - `users/<id>`: the [`User`];
+//! - `user_emails/<email>`: the id, so an address is unique (both written in
+//!   one transaction, so a failed registration leaves nothing);
+//! - `sessions/<user id>:<sid>`: a sign-in; access tokens carry its `sid`
+//!   and stop working the moment it is revoked;
+//! - `refresh_tokens/<sha-256>`: one per refresh token, used once. Using one
+//!   twice means it was stolen: the whole session is revoked.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::passwords::{self, PasswordError, Verified};
+use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
+use crate::backends::{Expect, Op, Store, StoreError, Versioned};
+use crate::config::AccountsConfig;
+use crate::domain::{User, normalize_email};
+
+pub const USERS: &str = "users";
+pub const USER_EMAILS: &str = "user_emails";
+pub const SESSIONS: &str = "sessions";
+pub const REFRESH_TOKENS: &str = "refresh_tokens";
+
+/// Longest display name accepted.
+const MAX_NAME: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("registration is closed")]
+    RegistrationClosed,
+    #[error("a user with this e-mail address already exists")]
+    UserAlreadyExists,
+    #[error("invalid password: {0}")]
+    InvalidPassword(String),
+    #[error("invalid password: {0}")]
+    UpdateInvalidPassword(String),
+    #[error("a user with this e-mail address already exists")]
+    UpdateEmailExists,
+    #[error("not a valid e-mail address")]
+    InvalidEmail,
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("bad credentials")]
+    BadCredentials,
+    #[error("the user's e-mail address is not verified")]
+    NotVerified,
+    #[error("the access token is missing, invalid, expired or revoked")]
+    Unauthenticated,
+    #[error("the refresh token is invalid, expired or already used")]
+    InvalidRefreshToken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<TokenError> for AccountError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Invalid(_) => AccountError::Unauthenticated,
+            TokenError::Store(e) => AccountError::Store(e),
+            TokenError::Sign(e) => AccountError::Internal(e),
+        }
+    }
+}
+
+impl From<PasswordError> for AccountError {
+    fn from(e: PasswordError) -> Self {
+        match e {
+            PasswordError::Weak(reason) => AccountError::InvalidPassword(reason),
+            PasswordError::Hash(e) => AccountError::Internal(e),
+        }
+    }
+}
+
+/// What `POST /auth/jwt/login` and `/refresh` answer.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Registration {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `PATCH /users/me`: only these fields; privilege flags are not among them.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProfileUpdate {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Session {
+    created_at: u64,
+    expires_at: u64,
+    revoked: bool,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct RefreshRecord {
+    user_id: String,
+    sid: String,
+    expires_at: u64,
+    used: bool,
+}
+
+/// The signed-in user behind an access token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub version: u64,
+    pub claims: AccessClaims,
+}
+
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    pub tokens: Arc<Tokens>,
+    config: AccountsConfig,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AccountError> {
+    serde_json::to_vec(value).map_err(|e| AccountError::Internal(e.to_string()))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    ns: &str,
+    key: &str,
+    item: &Versioned,
+) -> Result<T, StoreError> {
+    serde_json::from_slice(&item.value).map_err(|e| StoreError::Corrupt(format!("{ns}/{key}: {e}")))
+}
+
+fn session_key(user_id: &str, sid: &str) -> String {
+    format!("{user_id}:{sid}")
+}
+
+/// A random UUID (version 4), the form user ids take.
+fn new_user_id() -> String {
+    let token = digest(&random_token());
+    let hex = token.as_bytes();
+    let text =
+        |r: std::ops::Range<usize>| std::str::from_utf8(&hex[r]).unwrap_or_default().to_owned();
+    // Version nibble 4, variant bits 10xx.
+    let variant = ["8", "9", "a", "b"][usize::from(hex[16] % 4)];
+    format!(
+        "{}-{}-4{}-{}{}-{}",
+        text(0..8),
+        text(8..12),
+        text(13..16),
+        variant,
+        text(17..20),
+        text(20..32)
+    )
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn Store>, tokens: Arc<Tokens>, config: AccountsConfig) -> Accounts {
+        Accounts {
+            store,
+            tokens,
+            config,
+        }
+    }
+
+    pub async fn register(&self, input: Registration) -> Result<User, AccountError> {
+        if !self.config.registration_open {
+            return Err(AccountError::RegistrationClosed);
+        }
+        let email = normalize_email(&input.email).ok_or(AccountError::InvalidEmail)?;
+        let name = check_name(input.name)?;
+        passwords::check_policy(&input.password, &email, self.config.password_min_length)?;
+        if self.store.get(USER_EMAILS, &email).await?.is_some() {
+            return Err(AccountError::UserAlreadyExists);
+        }
+        let hashed_password = passwords::hash(input.password).await?;
+        let created_at = now();
+        let user = User {
+            id: new_user_id(),
+            email,
+            hashed_password,
+            is_active: true,
+            is_verified: false,
+            is_superuser: false,
+            name,
+            created_at,
+            updated_at: created_at,
+        };
+        let ops = vec![
+            Op::Put {
+                ns: USERS.into(),
+                key: user.id.clone(),
+                value: encode(&user)?,
+                expect: Expect::Absent,
+            },
+            Op::Put {
+                ns: USER_EMAILS.into(),
+                key: user.email.clone(),
+                value: user.id.clone().into_bytes(),
+                expect: Expect::Absent,
+            },
+        ];
+        match self.store.transact(ops).await {
+            Ok(_) => Ok(user),
+            Err(StoreError::Conflict { .. }) => Err(AccountError::UserAlreadyExists),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user with this e-mail address, with its stored version.
+    async fn user_by_email(&self, email: &str) -> Result<Option<(User, u64)>, AccountError> {
+        let Some(id) = self.store.get(USER_EMAILS, email).await? else {
+            return Ok(None);
+        };
+        let id = String::from_utf8_lossy(&id.value).into_owned();
+        self.user(&id).await
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<(User, u64)>, AccountError> {
+        let Some(item) = self.store.get(USERS, id).await? else {
+            return Ok(None);
+        };
+        Ok(Some((decode(USERS, id, &item)?, item.version)))
+    }
+
+    /// Password login. Unknown users, wrong passwords and inactive users
+    /// get the same answer after the same work (a hash is checked either way).
+    pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, AccountError> {
+        let found = match normalize_email(username) {
+            Some(email) => self.user_by_email(&email).await?,
+            None => None,
+        };
+        let stored = found.as_ref().map(|(u, _)| u.hashed_password.clone());
+        let verified = passwords::verify(password.to_owned(), stored).await;
+        let (user, version) = match (found, &verified) {
+            (Some((user, version)), Verified::Yes | Verified::YesRehash) if user.is_active => {
+                (user, version)
+            }
+            _ => return Err(AccountError::BadCredentials),
+        };
+        if self.config.require_verification && !user.is_verified {
+            return Err(AccountError::NotVerified);
+        }
+        if verified == Verified::YesRehash {
+            self.rehash(user.clone(), version, password).await;
+        }
+        self.start_session(&user.id).await
+    }
+
+    /// Stores a hash at the current parameters; a concurrent change wins.
+    async fn rehash(&self, mut user: User, version: u64, password: &str) {
+        let Ok(hash) = passwords::hash(password.to_owned()).await else {
+            return;
+        };
+        user.hashed_password = hash;
+        if let Ok(value) = encode(&user) {
+            let _ = self
+                .store
+                .put(USERS, &user.id, &value, Expect::Version(version))
+                .await;
+        }
+    }
+
+    async fn start_session(&self, user_id: &str) -> Result<TokenPair, AccountError> {
+        let sid = random_token();
+        let created_at = now();
+        let expires_at = created_at + self.config.refresh_token_ttl_seconds;
+        let refresh = random_token();
+        let ops = vec![
+            Op::Put {
+                ns: SESSIONS.into(),
+                key: session_key(user_id, &sid),
+                value: encode(&Session {
+                    created_at,
+                    expires_at,
+                    revoked: false,
+                })?,
+                expect: Expect::Absent,
+            },
+            Op::Put {
+                ns: REFRESH_TOKENS.into(),
+                key: digest(&refresh),
+                value: encode(&RefreshRecord {
+                    user_id: user_id.to_owned(),
+                    sid: sid.clone(),
+                    expires_at,
+                    used: false,
+                })?,
+                expect: Expect::Absent,
+            },
+        ];
+        self.store.transact(ops).await?;
+        self.pair(user_id, &sid, refresh)
+    }
+
+    fn pair(&self, user_id: &str, sid: &str, refresh: String) -> Result<TokenPair, AccountError> {
+        let (access_token, _) = self.tokens.issue(user_id, sid)?;
+        Ok(TokenPair {
+            access_token,
+            token_type: "bearer",
+            refresh_token: refresh,
+            expires_in: self.tokens.access_ttl.as_secs(),
+        })
+    }
+
+    /// Trades a refresh token for a new pair. A token used a second time
+    /// revokes its whole session.
+    pub async fn refresh(&self, token: &str) -> Result<TokenPair, AccountError> {
+        let key = digest(token);
+        let Some(item) = self.store.get(REFRESH_TOKENS, &key).await? else {
+            return Err(AccountError::InvalidRefreshToken);
+        };
+        let record: RefreshRecord = decode(REFRESH_TOKENS, &key, &item)?;
+        if record.used {
+            tracing::warn!(user = %record.user_id, "A refresh token was used twice; revoking its session.");
+            self.revoke_session(&record.user_id, &record.sid).await?;
+            return Err(AccountError::InvalidRefreshToken);
+        }
+        if record.expires_at < now() || !self.session_live(&record.user_id, &record.sid).await? {
+            return Err(AccountError::InvalidRefreshToken);
+        }
+        match self.user(&record.user_id).await? {
+            Some((user, _)) if user.is_active => {}
+            _ => return Err(AccountError::InvalidRefreshToken),
+        }
+        let next = random_token();
+        let rotated = RefreshRecord {
+            user_id: record.user_id.clone(),
+            sid: record.sid.clone(),
+            expires_at: record.expires_at,
+            used: false,
+        };
+        let spent = RefreshRecord {
+            used: true,
+            ..rotated.clone()
+        };
+        let ops = vec![
+            Op::Put {
+                ns: REFRESH_TOKENS.into(),
+                key: key.clone(),
+                value: encode(&spent)?,
+                expect: Expect::Version(item.version),
+            },
+            Op::Put {
+                ns: REFRESH_TOKENS.into(),
+                key: digest(&next),
+                value: encode(&rotated)?,
+                expect: Expect::Absent,
+            },
+        ];
+        match self.store.transact(ops).await {
+            Ok(_) => self.pair(&record.user_id, &record.sid, next),
+            // Two refreshes raced with one token: one of them is a thief.
+            Err(StoreError::Conflict { .. }) => {
+                self.revoke_session(&record.user_id, &record.sid).await?;
+                Err(AccountError::InvalidRefreshToken)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn session_live(&self, user_id: &str, sid: &str) -> Result<bool, AccountError> {
+        let key = session_key(user_id, sid);
+        let Some(item) = self.store.get(SESSIONS, &key).await? else {
+            return Ok(false);
+        };
+        let session: Session = decode(SESSIONS, &key, &item)?;
+        Ok(!session.revoked && session.expires_at >= now())
+    }
+
+    /// Ends a session: its access tokens and refresh tokens stop working.
+    pub async fn revoke_session(&self, user_id: &str, sid: &str) -> Result<(), AccountError> {
+        let key = session_key(user_id, sid);
+        let Some(item) = self.store.get(SESSIONS, &key).await? else {
+            return Ok(());
+        };
+        let mut session: Session = decode(SESSIONS, &key, &item)?;
+        if session.revoked {
+            return Ok(());
+        }
+        session.revoked = true;
+        self.store
+            .put(SESSIONS, &key, &encode(&session)?, Expect::Any)
+            .await?;
+        Ok(())
+    }
+
+    /// The user behind a bearer access token, if the token verifies, its
+    /// session is live and the user is active.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AccountError> {
+        let claims = self.tokens.verify(token).await?;
+        if !self.session_live(&claims.sub, &claims.sid).await? {
+            return Err(AccountError::Unauthenticated);
+        }
+        match self.user(&claims.sub).await? {
+            Some((user, version)) if user.is_active => Ok(Authenticated {
+                user,
+                version,
+                claims,
+            }),
+            _ => Err(AccountError::Unauthenticated),
+        }
+    }
+
+    /// Changes the signed-in user's own e-mail, password or name.
+    pub async fn update_me(
+        &self,
+        me: &Authenticated,
+        update: ProfileUpdate,
+    ) -> Result<User, AccountError> {
+        let mut user = me.user.clone();
+        let mut ops = Vec::new();
+        if let Some(name) = update.name {
+            user.name = check_name(Some(name))?;
+        }
+        if let Some(raw) = update.email {
+            let email = normalize_email(&raw).ok_or(AccountError::InvalidEmail)?;
+            if email != user.email {
+                ops.push(Op::Delete {
+                    ns: USER_EMAILS.into(),
+                    key: user.email.clone(),
+                    expect: Expect::Any,
+                });
+                ops.push(Op::Put {
+                    ns: USER_EMAILS.into(),
+                    key: email.clone(),
+                    value: user.id.clone().into_bytes(),
+                    expect: Expect::Absent,
+                });
+                user.email = email;
+                // A new address has to be verified again.
+                user.is_verified = false;
+            }
+        }
+        if let Some(password) = update.password {
+            passwords::check_policy(&password, &user.email, self.config.password_min_length)
+                .map_err(|e| match e {
+                    PasswordError::Weak(reason) => AccountError::UpdateInvalidPassword(reason),
+                    other => other.into(),
+                })?;
+            user.hashed_password = passwords::hash(password).await?;
+        }
+        user.updated_at = now();
+        ops.push(Op::Put {
+            ns: USERS.into(),
+            key: user.id.clone(),
+            value: encode(&user)?,
+            expect: Expect::Version(me.version),
+        });
+        match self.store.transact(ops).await {
+            Ok(_) => Ok(user),
+            Err(StoreError::Conflict { ns, .. }) if ns == USER_EMAILS => {
+                Err(AccountError::UpdateEmailExists)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn check_name(name: Option<String>) -> Result<Option<String>, AccountError> {
+    match name.map(|n| n.trim().to_owned()) {
+        Some(n) if n.chars().count() > MAX_NAME => Err(AccountError::InvalidField(format!(
+            "`name` must have at most {MAX_NAME} characters"
+        ))),
+        Some(n) if n.chars().any(char::is_control) => Err(AccountError::InvalidField(
+            "`name` must not contain control characters".into(),
+        )),
+        Some(n) if n.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
