@@ -16,7 +16,7 @@ use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
 use crate::backends::{Notice, RedisBus, Registry};
 use crate::config::Config;
-use crate::services::{Accounts, Catalog, Identities, Tokens};
+use crate::services::{Accounts, Catalog, Identities, Mailer, Tokens};
 use crate::telemetry::Metrics;
 
 pub struct App {
@@ -51,10 +51,13 @@ impl App {
                 .await
                 .context("cannot load the token signing keys")?,
         );
+        let mailer = Arc::new(Mailer::new(&config.mail).context("cannot set up account mail")?);
         let accounts = Arc::new(Accounts::new(
             store.clone(),
             tokens,
+            mailer,
             config.accounts.clone(),
+            &config.server.public_url,
         ));
         let cache = CacheSettings {
             decision_capacity: config.cache.decision_capacity,

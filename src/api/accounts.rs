@@ -8,6 +8,12 @@
 //!   refresh token is spent.
 //! - `POST /auth/jwt/logout`: ends the caller's session → 204.
 //! - `GET /users/me`, `PATCH /users/me`: the caller's own profile.
+//! - `POST /auth/request-verify-token`, `/auth/forgot-password`,
+//!   `/auth/magic-link/request`: `{email}` → 202 always; the mail (if the
+//!   address has an account it applies to) is sent off the request, so
+//!   neither the answer nor its timing tells whether it has one.
+//! - `POST /auth/verify` `{token}`, `/auth/reset-password` `{token,
+//!   password}`, `/auth/magic-link/login` `{token}`: spend a mailed token.
 //! - `GET /.well-known/jwks.json`: the keys access tokens are signed with.
 
 use std::sync::Arc;
@@ -22,7 +28,10 @@ use serde::Deserialize;
 
 use super::body::{FormOrJson, JsonBody};
 use super::{ApiError, AppState};
-use crate::services::{AccountError, Authenticated, ProfileUpdate, Registration, TokenPair};
+use crate::domain::normalize_email;
+use crate::services::{
+    AccountError, Authenticated, ProfileUpdate, Purpose, Registration, TokenPair,
+};
 
 /// The signed-in user: `Authorization: Bearer <access token>`, verified,
 /// with a live session and an active user.
@@ -116,4 +125,86 @@ pub async fn update_me(
 
 pub async fn jwks(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(state.accounts.tokens.jwks())
+}
+
+#[derive(Deserialize)]
+pub struct EmailBody {
+    email: String,
+}
+
+/// Validates the address, then mails in the background and answers 202.
+fn mail_later(
+    state: &Arc<AppState>,
+    email: String,
+    purpose: Purpose,
+) -> Result<StatusCode, ApiError> {
+    if normalize_email(&email).is_none() {
+        return Err(AccountError::InvalidEmail.into());
+    }
+    let accounts = state.accounts.clone();
+    tokio::spawn(async move {
+        if let Err(e) = accounts.mail_token(&email, purpose).await {
+            tracing::warn!(error = %e, purpose = ?purpose, "Account mail could not be sent.");
+        }
+    });
+    Ok(StatusCode::ACCEPTED)
+}
+
+pub async fn request_verify_token(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<EmailBody>,
+) -> Result<StatusCode, ApiError> {
+    mail_later(&state, body.email, Purpose::Verify)
+}
+
+pub async fn forgot_password(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<EmailBody>,
+) -> Result<StatusCode, ApiError> {
+    mail_later(&state, body.email, Purpose::Reset)
+}
+
+pub async fn request_magic_link(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<EmailBody>,
+) -> Result<StatusCode, ApiError> {
+    mail_later(&state, body.email, Purpose::MagicLink)
+}
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    token: String,
+}
+
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> Result<Response, ApiError> {
+    let user = state.accounts.verify(&body.token).await?;
+    Ok(Json(user.view()).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ResetBody {
+    token: String,
+    password: String,
+}
+
+pub async fn reset_password(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<ResetBody>,
+) -> Result<Response, ApiError> {
+    let user = state
+        .accounts
+        .reset_password(&body.token, body.password)
+        .await?;
+    tracing::info!(user = %user.id, "Password reset; every session ended.");
+    Ok(Json(user.view()).into_response())
+}
+
+pub async fn magic_login(
+    State(state): State<Arc<AppState>>,
+    FormOrJson(body): FormOrJson<TokenBody>,
+) -> Result<Json<TokenPair>, ApiError> {
+    Ok(Json(state.accounts.magic_login(&body.token).await?))
 }

@@ -185,6 +185,19 @@ impl ApiError {
                 AccountError::InvalidRefreshToken => {
                     (StatusCode::UNAUTHORIZED, "INVALID_REFRESH_TOKEN")
                 }
+                AccountError::VerifyBadToken => (StatusCode::BAD_REQUEST, "VERIFY_USER_BAD_TOKEN"),
+                AccountError::AlreadyVerified => {
+                    (StatusCode::BAD_REQUEST, "VERIFY_USER_ALREADY_VERIFIED")
+                }
+                AccountError::ResetBadToken => {
+                    (StatusCode::BAD_REQUEST, "RESET_PASSWORD_BAD_TOKEN")
+                }
+                AccountError::ResetInvalidPassword(_) => {
+                    (StatusCode::BAD_REQUEST, "RESET_PASSWORD_INVALID_PASSWORD")
+                }
+                AccountError::MagicLinkBadToken => {
+                    (StatusCode::BAD_REQUEST, "MAGIC_LINK_BAD_TOKEN")
+                }
                 AccountError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
                 AccountError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },

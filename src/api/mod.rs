@@ -153,6 +153,36 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Trade a refresh token for a new pair",
     ),
     ("POST", "/auth/jwt/logout", "End the caller's session"),
+    (
+        "POST",
+        "/auth/request-verify-token",
+        "Mail a verification token (202 always)",
+    ),
+    (
+        "POST",
+        "/auth/verify",
+        "Verify an e-mail address with its token",
+    ),
+    (
+        "POST",
+        "/auth/forgot-password",
+        "Mail a password reset token (202 always)",
+    ),
+    (
+        "POST",
+        "/auth/reset-password",
+        "Set a new password with a reset token; ends every session",
+    ),
+    (
+        "POST",
+        "/auth/magic-link/request",
+        "Mail a sign-in link (202 always)",
+    ),
+    (
+        "POST",
+        "/auth/magic-link/login",
+        "Sign in with a magic-link token",
+    ),
     ("GET", "/users/me", "The caller's profile"),
     (
         "PATCH",
@@ -237,6 +267,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth/jwt/login", post(accounts::login))
         .route("/auth/jwt/refresh", post(accounts::refresh))
         .route("/auth/jwt/logout", post(accounts::logout))
+        .route(
+            "/auth/request-verify-token",
+            post(accounts::request_verify_token),
+        )
+        .route("/auth/verify", post(accounts::verify))
+        .route("/auth/forgot-password", post(accounts::forgot_password))
+        .route("/auth/reset-password", post(accounts::reset_password))
+        .route(
+            "/auth/magic-link/request",
+            post(accounts::request_magic_link),
+        )
+        .route("/auth/magic-link/login", post(accounts::magic_login))
         .route("/users/me", get(accounts::me).patch(accounts::update_me))
         .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/auth/ldap/{directory}/login", post(identity::ldap_login))

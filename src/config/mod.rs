@@ -62,6 +62,30 @@ pub struct Config {
     /// Change notices between instances that share one store.
     pub bus: Option<BusConfig>,
     pub accounts: AccountsConfig,
+    pub mail: MailConfig,
+}
+
+/// Where account mail (verification, password reset, magic links) goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// The sender, e.g. `Portcullis <no-reply@example.com>`.
+    pub from: String,
+    /// Without `smtp_url`, each message is written here as an `.eml` file.
+    pub outbox_dir: PathBuf,
+    /// `smtp://host:25`, `smtp://host:587?tls=required` or
+    /// `smtps://user:password@host:465`. A secret: it may hold a password.
+    pub smtp_url: Option<Secret>,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: "Portcullis <portcullis@localhost>".into(),
+            outbox_dir: PathBuf::from("var/outbox"),
+            smtp_url: None,
+        }
+    }
 }
 
 /// User accounts: registration, passwords and tokens.
@@ -81,6 +105,10 @@ pub struct AccountsConfig {
     /// `iss` and `aud` of the tokens this server issues and accepts.
     pub issuer: String,
     pub audience: String,
+    /// How long the single-use tokens mailed for each purpose stay valid.
+    pub verify_token_ttl_seconds: u64,
+    pub reset_token_ttl_seconds: u64,
+    pub magic_link_ttl_seconds: u64,
 }
 
 impl Default for AccountsConfig {
@@ -93,6 +121,9 @@ impl Default for AccountsConfig {
             refresh_token_ttl_seconds: 14 * 24 * 3600,
             issuer: "portcullis".into(),
             audience: "portcullis".into(),
+            verify_token_ttl_seconds: 24 * 3600,
+            reset_token_ttl_seconds: 3600,
+            magic_link_ttl_seconds: 900,
         }
     }
 }
@@ -165,6 +196,8 @@ pub struct ServerConfig {
     pub batch_limit: usize,
     /// How long in-flight requests may run after SIGINT/SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// How clients reach this server: the base of links in account mail.
+    pub public_url: String,
     /// Bearer token for admin routes (`/storage/...`). Unset: admin routes
     /// answer 401. Replaced by admin principals once accounts exist.
     pub admin_token: Option<Secret>,
@@ -209,6 +242,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             batch_limit: 100,
             shutdown_grace_seconds: 10,
+            public_url: "http://127.0.0.1:8180".into(),
             admin_token: None,
         }
     }
@@ -469,6 +503,40 @@ impl Config {
                 "accounts.refresh_token_ttl_seconds",
                 "must be at least accounts.access_token_ttl_seconds",
             );
+        }
+        for (key, ttl) in [
+            (
+                "accounts.verify_token_ttl_seconds",
+                a.verify_token_ttl_seconds,
+            ),
+            (
+                "accounts.reset_token_ttl_seconds",
+                a.reset_token_ttl_seconds,
+            ),
+            ("accounts.magic_link_ttl_seconds", a.magic_link_ttl_seconds),
+        ] {
+            if !(60..=7 * 86_400).contains(&ttl) {
+                return invalid(key, "must be between 60 and 604800");
+            }
+        }
+        if !(self.server.public_url.starts_with("http://")
+            || self.server.public_url.starts_with("https://"))
+        {
+            return invalid("server.public_url", "must be an http:// or https:// URL");
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return invalid(
+                "mail.from",
+                "must be a mailbox, e.g. `Name <user@example.com>`",
+            );
+        }
+        if self
+            .mail
+            .smtp_url
+            .as_ref()
+            .is_some_and(|u| !u.expose().starts_with("smtp"))
+        {
+            return invalid("mail.smtp_url", "must be an smtp:// or smtps:// URL");
         }
         if a.issuer.is_empty() || a.audience.is_empty() {
             return invalid("accounts.issuer", "issuer and audience must not be empty");

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::mail::Mailer;
 use super::passwords::{self, PasswordError, Verified};
 use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
 use crate::backends::{Expect, Op, Store, StoreError, Versioned};
@@ -25,6 +26,8 @@ pub const USERS: &str = "users";
 pub const USER_EMAILS: &str = "user_emails";
 pub const SESSIONS: &str = "sessions";
 pub const REFRESH_TOKENS: &str = "refresh_tokens";
+/// Single-use mailed tokens (verification, reset, magic link), by digest.
+pub const ACTION_TOKENS: &str = "action_tokens";
 
 /// Longest display name accepted.
 const MAX_NAME: usize = 200;
@@ -53,6 +56,16 @@ pub enum AccountError {
     Unauthenticated,
     #[error("the refresh token is invalid, expired or already used")]
     InvalidRefreshToken,
+    #[error("the verification token is invalid, expired or already used")]
+    VerifyBadToken,
+    #[error("the user is already verified")]
+    AlreadyVerified,
+    #[error("the reset token is invalid, expired or already used")]
+    ResetBadToken,
+    #[error("invalid password: {0}")]
+    ResetInvalidPassword(String),
+    #[error("the magic link is invalid, expired or already used")]
+    MagicLinkBadToken,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -121,6 +134,52 @@ struct RefreshRecord {
     used: bool,
 }
 
+/// What a mailed single-use token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Verify,
+    Reset,
+    MagicLink,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActionToken {
+    user_id: String,
+    purpose: Purpose,
+    /// The address it was sent to: a token outlives no change of address.
+    email: String,
+    expires_at: u64,
+}
+
+/// A mailed token found valid, not yet used: the caller spends it in the
+/// same transaction as the change it makes.
+struct Redeemable {
+    key: String,
+    version: u64,
+    user: User,
+    user_version: u64,
+}
+
+impl Redeemable {
+    /// The ops that spend the token and store `user`, all or nothing.
+    fn spend_with(&self, user: &User) -> Result<Vec<Op>, AccountError> {
+        Ok(vec![
+            Op::Delete {
+                ns: ACTION_TOKENS.into(),
+                key: self.key.clone(),
+                expect: Expect::Version(self.version),
+            },
+            Op::Put {
+                ns: USERS.into(),
+                key: user.id.clone(),
+                value: encode(user)?,
+                expect: Expect::Version(self.user_version),
+            },
+        ])
+    }
+}
+
 /// The signed-in user behind an access token.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -132,7 +191,9 @@ pub struct Authenticated {
 pub struct Accounts {
     store: Arc<dyn Store>,
     pub tokens: Arc<Tokens>,
+    mailer: Arc<Mailer>,
     config: AccountsConfig,
+    public_url: String,
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AccountError> {
@@ -171,11 +232,19 @@ fn new_user_id() -> String {
 }
 
 impl Accounts {
-    pub fn new(store: Arc<dyn Store>, tokens: Arc<Tokens>, config: AccountsConfig) -> Accounts {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: Arc<Tokens>,
+        mailer: Arc<Mailer>,
+        config: AccountsConfig,
+        public_url: &str,
+    ) -> Accounts {
         Accounts {
             store,
             tokens,
+            mailer,
             config,
+            public_url: public_url.trim_end_matches('/').to_owned(),
         }
     }
 
@@ -473,6 +542,199 @@ impl Accounts {
     }
 }
 
+impl Accounts {
+    /// Mails a single-use token for `purpose` to the user with this
+    /// address, when there is one it applies to. Callers answer the same
+    /// whatever happens here, and run it off the request (no enumeration,
+    /// by content or by timing).
+    pub async fn mail_token(&self, email: &str, purpose: Purpose) -> Result<(), AccountError> {
+        let Some(email) = normalize_email(email) else {
+            return Ok(());
+        };
+        let Some((user, _)) = self.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        let applies = user.is_active
+            && match purpose {
+                Purpose::Verify => !user.is_verified,
+                Purpose::Reset | Purpose::MagicLink => true,
+            };
+        if !applies {
+            return Ok(());
+        }
+        let ttl = match purpose {
+            Purpose::Verify => self.config.verify_token_ttl_seconds,
+            Purpose::Reset => self.config.reset_token_ttl_seconds,
+            Purpose::MagicLink => self.config.magic_link_ttl_seconds,
+        };
+        let token = random_token();
+        let record = ActionToken {
+            user_id: user.id.clone(),
+            purpose,
+            email: user.email.clone(),
+            expires_at: now() + ttl,
+        };
+        self.store
+            .put(
+                ACTION_TOKENS,
+                &digest(&token),
+                &encode(&record)?,
+                Expect::Absent,
+            )
+            .await?;
+        let (subject, page, what) = match purpose {
+            Purpose::Verify => (
+                "Verify your e-mail address",
+                "verify",
+                "verify your e-mail address",
+            ),
+            Purpose::Reset => (
+                "Reset your password",
+                "reset-password",
+                "choose a new password",
+            ),
+            Purpose::MagicLink => ("Your sign-in link", "magic-link", "sign in"),
+        };
+        let minutes = ttl / 60;
+        let body = format!(
+            "Hello,\n\nTo {what}, open this link within {minutes} minutes:\n\n\
+             {base}/{page}?token={token}\n\n\
+             or enter this token:\n\nToken: {token}\n\n\
+             If you did not ask for this, ignore this message.\n",
+            base = self.public_url,
+        );
+        self.mailer
+            .send(&user.email, subject, body)
+            .await
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        tracing::info!(user = %user.id, purpose = ?purpose, "Account mail sent.");
+        Ok(())
+    }
+
+    /// Finds a mailed token valid for `purpose` without spending it.
+    async fn redeemable(
+        &self,
+        token: &str,
+        purpose: Purpose,
+    ) -> Result<Option<Redeemable>, AccountError> {
+        let key = digest(token);
+        let Some(item) = self.store.get(ACTION_TOKENS, &key).await? else {
+            return Ok(None);
+        };
+        let record: ActionToken = decode(ACTION_TOKENS, &key, &item)?;
+        if record.purpose != purpose || record.expires_at < now() {
+            return Ok(None);
+        }
+        match self.user(&record.user_id).await? {
+            Some((user, user_version)) if user.is_active && user.email == record.email => {
+                Ok(Some(Redeemable {
+                    key,
+                    version: item.version,
+                    user,
+                    user_version,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Spends the token and stores `user`; a lost race is a used token.
+    async fn spend(
+        &self,
+        redeemable: &Redeemable,
+        user: &User,
+        bad: AccountError,
+    ) -> Result<(), AccountError> {
+        match self.store.transact(redeemable.spend_with(user)?).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict { .. }) => Err(bad),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<User, AccountError> {
+        let found = self
+            .redeemable(token, Purpose::Verify)
+            .await?
+            .ok_or(AccountError::VerifyBadToken)?;
+        if found.user.is_verified {
+            return Err(AccountError::AlreadyVerified);
+        }
+        let mut user = found.user.clone();
+        user.is_verified = true;
+        user.updated_at = now();
+        self.spend(&found, &user, AccountError::VerifyBadToken)
+            .await?;
+        Ok(user)
+    }
+
+    /// Sets a new password with a reset token, then ends every session.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        password: String,
+    ) -> Result<User, AccountError> {
+        let found = self
+            .redeemable(token, Purpose::Reset)
+            .await?
+            .ok_or(AccountError::ResetBadToken)?;
+        passwords::check_policy(
+            &password,
+            &found.user.email,
+            self.config.password_min_length,
+        )
+        .map_err(|e| match e {
+            PasswordError::Weak(reason) => AccountError::ResetInvalidPassword(reason),
+            other => other.into(),
+        })?;
+        let mut user = found.user.clone();
+        user.hashed_password = passwords::hash(password).await?;
+        user.updated_at = now();
+        self.spend(&found, &user, AccountError::ResetBadToken)
+            .await?;
+        self.revoke_all_sessions(&user.id).await?;
+        Ok(user)
+    }
+
+    /// Signs in with a magic link; it proves the mailbox, so the address
+    /// counts as verified.
+    pub async fn magic_login(&self, token: &str) -> Result<TokenPair, AccountError> {
+        let found = self
+            .redeemable(token, Purpose::MagicLink)
+            .await?
+            .ok_or(AccountError::MagicLinkBadToken)?;
+        let mut user = found.user.clone();
+        if !user.is_verified {
+            user.is_verified = true;
+            user.updated_at = now();
+        }
+        self.spend(&found, &user, AccountError::MagicLinkBadToken)
+            .await?;
+        self.start_session(&user.id).await
+    }
+
+    /// Ends every session of a user.
+    pub async fn revoke_all_sessions(&self, user_id: &str) -> Result<(), AccountError> {
+        let prefix = format!("{user_id}:");
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .scan(SESSIONS, &prefix, cursor.as_deref(), 500)
+                .await?;
+            for (key, _) in &page.items {
+                if let Some(sid) = key.strip_prefix(&prefix) {
+                    self.revoke_session(user_id, sid).await?;
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
 fn check_name(name: Option<String>) -> Result<Option<String>, AccountError> {
     match name.map(|n| n.trim().to_owned()) {
         Some(n) if n.chars().count() > MAX_NAME => Err(AccountError::InvalidField(format!(
@@ -483,5 +745,64 @@ fn check_name(name: Option<String>) -> Result<Option<String>, AccountError> {
         )),
         Some(n) if n.is_empty() => Ok(None),
         other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::SqliteStore;
+    use crate::config::MailConfig;
+
+    #[tokio::test]
+    async fn mailed_tokens_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("accounts.db"))
+                .await
+                .unwrap(),
+        );
+        let config = AccountsConfig::default();
+        let tokens = Arc::new(Tokens::open(store.clone(), &config).await.unwrap());
+        let mailer = Arc::new(
+            Mailer::new(&MailConfig {
+                outbox_dir: dir.path().join("outbox"),
+                ..MailConfig::default()
+            })
+            .unwrap(),
+        );
+        let accounts = Accounts::new(store.clone(), tokens, mailer, config, "http://localhost");
+        let user = accounts
+            .register(Registration {
+                email: "ada@example.com".into(),
+                password: "correct horse battery".into(),
+                name: None,
+            })
+            .await
+            .unwrap();
+        for (token, expires_at) in [("expired", now() - 1), ("fresh", now() + 60)] {
+            let record = ActionToken {
+                user_id: user.id.clone(),
+                purpose: Purpose::Reset,
+                email: user.email.clone(),
+                expires_at,
+            };
+            store
+                .put(
+                    ACTION_TOKENS,
+                    &digest(token),
+                    &encode(&record).unwrap(),
+                    Expect::Absent,
+                )
+                .await
+                .unwrap();
+        }
+        let reset =
+            |token: &'static str| accounts.reset_password(token, "a brand new phrase".into());
+        assert!(matches!(
+            reset("expired").await,
+            Err(AccountError::ResetBadToken)
+        ));
+        assert!(reset("fresh").await.is_ok());
     }
 }

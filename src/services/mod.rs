@@ -7,15 +7,17 @@
 mod accounts;
 mod catalog;
 mod identity;
+mod mail;
 mod passwords;
 mod tokens;
 
 pub use accounts::{
-    AccountError, Accounts, Authenticated, ProfileUpdate, REFRESH_TOKENS, Registration, SESSIONS,
-    TokenPair, USER_EMAILS, USERS,
+    ACTION_TOKENS, AccountError, Accounts, Authenticated, ProfileUpdate, Purpose, REFRESH_TOKENS,
+    Registration, SESSIONS, TokenPair, USER_EMAILS, USERS,
 };
 pub use catalog::{Catalog, ServiceError};
 pub use identity::{IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution, principal_of};
+pub use mail::{MailError, Mailer};
 pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens};
 
 /// Namespaces only Portcullis itself writes (the catalog keeps the first
@@ -31,6 +33,7 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     USER_EMAILS,
     SESSIONS,
     REFRESH_TOKENS,
+    ACTION_TOKENS,
     SIGNING_KEYS,
 ];
 

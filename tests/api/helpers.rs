@@ -51,6 +51,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     };
     config.policies.dir = policy_dir.path().to_owned();
     config.registry.state_file = db.path().join("active-store");
+    config.mail.outbox_dir = db.path().join("outbox");
     // Tests reload explicitly; the watcher test turns this back on.
     config.policies.watch = false;
     adjust(&mut config);
@@ -287,5 +288,55 @@ pub fn wait_for_port(port: u16, what: &str) {
             "{what} did not start on port {port}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl TestApp {
+    /// The token in the next unread mail to `to` whose subject contains
+    /// `subject`, waiting up to 10 s for it to be delivered to the outbox.
+    /// The message is removed once read.
+    pub async fn mailed_token(&self, to: &str, subject: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(token) = self.take_mail(to, subject) {
+                return token;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no mail to {to} about {subject:?} arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Whether any mail to `to` is in the outbox.
+    pub fn has_mail_to(&self, to: &str) -> bool {
+        self.mails()
+            .iter()
+            .any(|(_, text)| text.contains(&format!("To: {to}")))
+    }
+
+    fn mails(&self) -> Vec<(PathBuf, String)> {
+        let Ok(entries) = std::fs::read_dir(&self.config.mail.outbox_dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+            .collect()
+    }
+
+    fn take_mail(&self, to: &str, subject: &str) -> Option<String> {
+        let (path, text) = self.mails().into_iter().find(|(_, text)| {
+            text.contains(&format!("To: {to}")) && text.contains(&format!("Subject: {subject}"))
+        })?;
+        let token = text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Token: "))
+            .map(|t| t.trim().to_owned())?;
+        std::fs::remove_file(path).ok()?;
+        Some(token)
     }
 }

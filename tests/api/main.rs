@@ -1,6 +1,7 @@
 //! Integration tests: the real server, built with `App::build` on port 0,
 //! each test with its own SQLite file and policy directory.
 
+mod account_mail;
 mod accounts;
 mod bad_input;
 mod bus;
