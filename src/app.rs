@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
-use crate::backends::{Notice, RedisBus, Registry};
+use crate::backends::{Notice, RedisBus, Registry, Store};
 use crate::config::Config;
 use crate::services::{Accounts, Catalog, Identities, Mailer, Tokens};
 use crate::telemetry::Metrics;
@@ -25,6 +25,38 @@ pub struct App {
     /// Background tasks stopped with the server: policy watcher, bus listener.
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
+}
+
+/// The accounts service on `store`: signing keys loaded (the first one
+/// made), mail set up.
+async fn accounts_on(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<Accounts> {
+    let tokens = Arc::new(
+        Tokens::open(store.clone(), &config.accounts)
+            .await
+            .context("cannot load the token signing keys")?,
+    );
+    let mailer = Arc::new(Mailer::new(&config.mail).context("cannot set up account mail")?);
+    Ok(Accounts::new(
+        store,
+        tokens,
+        mailer,
+        config.accounts.clone(),
+        &config.server.public_url,
+    ))
+}
+
+/// The accounts service on the configured active store, without serving:
+/// for the CLI.
+pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
+    let registry = Registry::open(
+        &config.store,
+        &config.backends,
+        &config.registry.state_file,
+        &config.resilience,
+    )
+    .await
+    .context("cannot open the active store")?;
+    accounts_on(registry.store(), config).await
 }
 
 impl App {
@@ -46,19 +78,7 @@ impl App {
             config.cache.identity_capacity,
             Duration::from_secs(config.cache.identity_ttl_seconds),
         ));
-        let tokens = Arc::new(
-            Tokens::open(store.clone(), &config.accounts)
-                .await
-                .context("cannot load the token signing keys")?,
-        );
-        let mailer = Arc::new(Mailer::new(&config.mail).context("cannot set up account mail")?);
-        let accounts = Arc::new(Accounts::new(
-            store.clone(),
-            tokens,
-            mailer,
-            config.accounts.clone(),
-            &config.server.public_url,
-        ));
+        let accounts = Arc::new(accounts_on(store.clone(), &config).await?);
         let cache = CacheSettings {
             decision_capacity: config.cache.decision_capacity,
             decision_ttl: Duration::from_secs(config.cache.decision_ttl_seconds),

@@ -64,6 +64,74 @@ enum Command {
         #[arg(long)]
         policies: Option<PathBuf>,
     },
+    /// Manage accounts in the configured active store.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from the first line of
+    /// standard input. `--admin` makes it a superuser (the admin role), the
+    /// way to bootstrap the first administrator.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+/// `portcullis user create`: opens the active store as the server would.
+fn user_command(config: Config, command: UserCommand) -> ExitCode {
+    let UserCommand::Create { email, name, admin } = command;
+    let mut password = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut password) {
+        eprintln!("portcullis: cannot read the password from standard input: {e}");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let created = runtime.block_on(async {
+        let accounts = portcullis::app::open_accounts(&config).await?;
+        let input = portcullis::services::Registration {
+            email,
+            password,
+            name,
+        };
+        accounts
+            .create_user(input, admin)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    match created {
+        Ok(user) => {
+            println!(
+                "created {}user {} <{}>",
+                if admin { "admin " } else { "" },
+                user.id,
+                user.email
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -78,6 +146,7 @@ fn main() -> ExitCode {
     portcullis::telemetry::init(&config.log);
     match cli.command {
         Command::Serve => serve(config),
+        Command::User { command } => user_command(config, command),
         Command::Validate { policies } => {
             let dir = policies.unwrap_or(config.policies.dir);
             match offline_policies(&dir) {

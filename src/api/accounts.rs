@@ -19,10 +19,10 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -30,11 +30,13 @@ use super::body::{FormOrJson, JsonBody};
 use super::{ApiError, AppState};
 use crate::domain::normalize_email;
 use crate::services::{
-    AccountError, Authenticated, ProfileUpdate, Purpose, Registration, TokenPair,
+    AccountError, ApiKey, Authenticated, CreatedApiKey, NewApiKey, ProfileUpdate, Purpose,
+    Registration, TokenPair, Via,
 };
 
-/// The signed-in user: `Authorization: Bearer <access token>`, verified,
-/// with a live session and an active user.
+/// The signed-in user: `Authorization: Bearer <access token>` (verified,
+/// with a live session) or `X-API-Key: <key>` (also accepted as a bearer
+/// token), and an active user.
 pub struct CurrentUser(pub Authenticated);
 
 impl FromRequestParts<Arc<AppState>> for CurrentUser {
@@ -44,15 +46,49 @@ impl FromRequestParts<Arc<AppState>> for CurrentUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<CurrentUser, ApiError> {
-        let token = bearer(parts).ok_or(ApiError::Account(AccountError::Unauthenticated))?;
-        Ok(CurrentUser(state.accounts.authenticate(token).await?))
+        caller(&parts.headers, state)
+            .await?
+            .map(CurrentUser)
+            .ok_or(ApiError::Account(AccountError::Unauthenticated))
+    }
+}
+
+/// The caller behind a request's credentials; `None` when it presents none.
+/// Credentials that are presented but not valid are an error, never
+/// anonymous.
+pub(super) async fn caller(
+    headers: &HeaderMap,
+    state: &Arc<AppState>,
+) -> Result<Option<Authenticated>, ApiError> {
+    let api_key = headers
+        .get(API_KEY_HEADER)
+        .map(|v| v.to_str().map(str::trim).unwrap_or_default());
+    let found = match (api_key, bearer(headers)) {
+        (Some(key), _) => state.accounts.authenticate_api_key(key).await?,
+        (None, Some(token)) if token.starts_with("pcl_") => {
+            state.accounts.authenticate_api_key(token).await?
+        }
+        (None, Some(token)) => state.accounts.authenticate(token).await?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(found))
+}
+
+/// The header that carries an API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Refuses credentials that do not cover `scope`.
+pub(super) fn require(me: &Authenticated, scope: &str) -> Result<(), ApiError> {
+    if me.allows(scope) {
+        Ok(())
+    } else {
+        Err(AccountError::InsufficientScope(scope.to_owned()).into())
     }
 }
 
 /// The bearer token of a request, if it has one.
-pub(super) fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -103,15 +139,19 @@ pub async fn logout(
     State(state): State<Arc<AppState>>,
     CurrentUser(me): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
+    let Via::Session(claims) = &me.via else {
+        return Err(AccountError::NotASession.into());
+    };
     state
         .accounts
-        .revoke_session(&me.user.id, &me.claims.sid)
+        .revoke_session(&me.user.id, &claims.sid)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn me(CurrentUser(me): CurrentUser) -> Response {
-    Json(me.user.view()).into_response()
+pub async fn me(CurrentUser(me): CurrentUser) -> Result<Response, ApiError> {
+    require(&me, "profile")?;
+    Ok(Json(me.user.view()).into_response())
 }
 
 pub async fn update_me(
@@ -119,6 +159,7 @@ pub async fn update_me(
     CurrentUser(me): CurrentUser,
     JsonBody(update): JsonBody<ProfileUpdate>,
 ) -> Result<Response, ApiError> {
+    require(&me, "profile")?;
     let user = state.accounts.update_me(&me, update).await?;
     Ok(Json(user.view()).into_response())
 }
@@ -207,4 +248,44 @@ pub async fn magic_login(
     FormOrJson(body): FormOrJson<TokenBody>,
 ) -> Result<Json<TokenPair>, ApiError> {
     Ok(Json(state.accounts.magic_login(&body.token).await?))
+}
+
+pub async fn list_api_keys(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(me): CurrentUser,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    require(&me, "keys")?;
+    Ok(Json(state.accounts.list_api_keys(&me.user.id).await?))
+}
+
+pub async fn create_api_key(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(me): CurrentUser,
+    JsonBody(input): JsonBody<NewApiKey>,
+) -> Result<Response, ApiError> {
+    require(&me, "keys")?;
+    // A key cannot reach further than the key that makes it.
+    if let Via::ApiKey { scopes, .. } = &me.via {
+        let wider = input.scopes.is_empty() && !scopes.is_empty()
+            || input.scopes.iter().any(|s| !me.allows(s));
+        if wider {
+            return Err(
+                AccountError::InsufficientScope("scopes beyond the creating key's".into()).into(),
+            );
+        }
+    }
+    let created: CreatedApiKey = state.accounts.create_api_key(&me.user.id, input).await?;
+    tracing::info!(user = %me.user.id, key = %created.key.id, "API key created.");
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+pub async fn revoke_api_key(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(me): CurrentUser,
+    Path(key_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require(&me, "keys")?;
+    state.accounts.revoke_api_key(&me.user.id, &key_id).await?;
+    tracing::info!(user = %me.user.id, key = %key_id, "API key revoked.");
+    Ok(StatusCode::NO_CONTENT)
 }

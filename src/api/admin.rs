@@ -1,15 +1,21 @@
 //! `Admin`: the extractor that admits a request to an admin route.
 //!
-//! Until user accounts exist, an admin is whoever presents the configured
-//! bearer token (`server.admin_token`), compared in constant time. With no
-//! token configured, admin routes answer 401 to everyone.
+//! An admin is a signed-in user (access token, or an API key with the
+//! `admin` scope) whom Cedar's built-in admin policies
+//! (`policies/builtin/admin.cedar`) allow the route: action `read` for GET,
+//! `admin` otherwise, on `Portcullis::Api::"<first path segment>"`.
+//! Superusers hold `Portcullis::Role::"admin"`. The configured bearer token
+//! (`server.admin_token`, compared in constant time) also admits, for
+//! bootstrap and automation; without one, only admin principals do.
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::Method;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
+use crate::authz::{user_entity, user_uid};
 
 pub struct Admin;
 
@@ -20,10 +26,39 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Admin, ApiError> {
-        let presented = super::accounts::bearer(parts);
-        match (&state.admin_token, presented) {
-            (Some(token), Some(presented)) if token.matches(presented.as_bytes()) => Ok(Admin),
-            _ => Err(ApiError::Unauthenticated),
+        let presented = super::accounts::bearer(&parts.headers);
+        if let (Some(token), Some(presented)) = (&state.admin_token, presented)
+            && token.matches(presented.as_bytes())
+        {
+            return Ok(Admin);
+        }
+        let Some(me) = super::accounts::caller(&parts.headers, state).await? else {
+            return Err(ApiError::Unauthenticated);
+        };
+        super::accounts::require(&me, "admin")?;
+        let action = if parts.method == Method::GET || parts.method == Method::HEAD {
+            "read"
+        } else {
+            "admin"
+        };
+        let area = parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let allowed = state.catalog.engine().admin_allowed(
+            vec![user_entity(&me.user)?],
+            user_uid(&me.user.id),
+            action,
+            area,
+        );
+        tracing::debug!(user = %me.user.id, action, area, allowed, "Admin route decision.");
+        if allowed {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Forbidden)
         }
     }
 }

@@ -3,26 +3,59 @@
 //! - `POST /v1/is_authorized`: one decision (cedar-agent's body and answer).
 //! - `POST /v1/is_authorized/batch`: `{"requests": [...]}` → `{"results": [...]}`
 //!   in order; an invalid item answers with its own error object in place.
+//!
+//! Both take optional credentials (`Authorization: Bearer <access token>`
+//! or `X-API-Key`). A request without a `principal` is then decided for the
+//! caller, as `Portcullis::User::"<id>"` with its attributes and roles.
+//! Without credentials they work as cedar-agent's do.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 
+use super::accounts;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
-use crate::authz::{Decided, DecisionRequest, Outcome};
-use crate::services::Resolution;
+use crate::authz::{
+    Decided, DecisionRequest, Outcome, ResolvedIdentity, UidInput, parse_uid, user_entity, user_uid,
+};
+use crate::services::{Authenticated, Resolution};
+
+/// The caller's own entity, stamped with its stored version so cached
+/// decisions follow changes to the user.
+fn caller_entity(me: &Authenticated) -> Result<Arc<ResolvedIdentity>, ApiError> {
+    Ok(Arc::new(ResolvedIdentity {
+        entities: vec![user_entity(&me.user)?].into(),
+        stamp: me.version,
+    }))
+}
+
+/// The authenticated caller, if any, with the `decide` scope checked.
+async fn decision_caller(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Result<Option<Authenticated>, ApiError> {
+    let caller = accounts::caller(headers, state).await?;
+    if let Some(me) = &caller {
+        accounts::require(me, "decide")?;
+    }
+    Ok(caller)
+}
 
 pub async fn is_authorized(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     JsonBody(request): JsonBody<DecisionRequest>,
 ) -> Result<Response, ApiError> {
-    let decided = decide(&state, &request).await?;
+    let caller = decision_caller(&state, &headers).await?;
+    let decided = decide(&state, &request, caller.as_ref()).await?;
     Ok(json_response(decided.outcome.body.clone()))
 }
 
@@ -33,8 +66,10 @@ pub struct BatchRequest {
 
 pub async fn is_authorized_batch(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     JsonBody(batch): JsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
+    let caller = decision_caller(&state, &headers).await?;
     if batch.requests.len() > state.batch_limit {
         return Err(ApiError::BatchTooLarge {
             got: batch.requests.len(),
@@ -48,7 +83,7 @@ pub async fn is_authorized_batch(
             out.put_u8(b',');
         }
         let decided = match serde_json::from_value::<DecisionRequest>(item) {
-            Ok(request) => decide(&state, &request).await,
+            Ok(request) => decide(&state, &request, caller.as_ref()).await,
             Err(e) => Err(ApiError::InvalidBody(format!("requests[{index}]: {e}"))),
         };
         match decided {
@@ -65,11 +100,33 @@ pub async fn is_authorized_batch(
 pub(crate) async fn decide(
     state: &AppState,
     request: &DecisionRequest,
+    caller: Option<&Authenticated>,
 ) -> Result<Decided, ApiError> {
     let started = Instant::now();
     let engine = state.catalog.engine();
     let metrics = &state.metrics;
+    // The caller decides as itself when it names no principal, and brings
+    // its own entity when it names itself.
+    let (request, caller_identity) = match caller {
+        Some(me) => {
+            let uid = user_uid(&me.user.id);
+            match &request.principal {
+                None => {
+                    let mut own = request.clone();
+                    own.principal = Some(UidInput::Text(uid.to_string()));
+                    (Cow::Owned(own), Some(caller_entity(me)?))
+                }
+                Some(named) if parse_uid(named).is_ok_and(|p| p == uid) => {
+                    (Cow::Borrowed(request), Some(caller_entity(me)?))
+                }
+                Some(_) => (Cow::Borrowed(request), None),
+            }
+        }
+        None => (Cow::Borrowed(request), None),
+    };
+    let request = request.as_ref();
     let identity = match &request.principal {
+        _ if caller_identity.is_some() => caller_identity,
         Some(principal) if state.identities.enabled() => {
             match state
                 .identities

@@ -27,8 +27,12 @@ pub enum ApiError {
     RouteNotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("this route needs `Authorization: Bearer <admin token>`")]
+    #[error(
+        "this route needs an admin: a signed-in user's `Authorization: Bearer <token>`, an `X-API-Key`, or the admin token"
+    )]
     Unauthenticated,
+    #[error("the admin policies do not allow this caller this route")]
+    Forbidden,
     #[error("the key's version is not the one in If-Match / If-None-Match")]
     PreconditionFailed,
     #[error(
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             ApiError::PreconditionFailed => {
                 (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED")
             }
@@ -198,6 +203,10 @@ impl ApiError {
                 AccountError::MagicLinkBadToken => {
                     (StatusCode::BAD_REQUEST, "MAGIC_LINK_BAD_TOKEN")
                 }
+                AccountError::NotASession => (StatusCode::BAD_REQUEST, "NOT_A_SESSION"),
+                AccountError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE"),
+                AccountError::ApiKeyNotFound(_) => (StatusCode::NOT_FOUND, "API_KEY_NOT_FOUND"),
+                AccountError::ApiKeyLimit(_) => (StatusCode::BAD_REQUEST, "API_KEY_LIMIT"),
                 AccountError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
                 AccountError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },

@@ -183,6 +183,17 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/auth/magic-link/login",
         "Sign in with a magic-link token",
     ),
+    (
+        "GET",
+        "/auth/api-keys/",
+        "The caller's API keys (no secrets)",
+    ),
+    (
+        "POST",
+        "/auth/api-keys/",
+        "Create an API key (its secret is shown once)",
+    ),
+    ("DELETE", "/auth/api-keys/{key_id}", "Revoke an API key"),
     ("GET", "/users/me", "The caller's profile"),
     (
         "PATCH",
@@ -279,6 +290,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(accounts::request_magic_link),
         )
         .route("/auth/magic-link/login", post(accounts::magic_login))
+        .route(
+            "/auth/api-keys/",
+            get(accounts::list_api_keys).post(accounts::create_api_key),
+        )
+        .route(
+            "/auth/api-keys/{key_id}",
+            axum::routing::delete(accounts::revoke_api_key),
+        )
         .route("/users/me", get(accounts::me).patch(accounts::update_me))
         .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/auth/ldap/{directory}/login", post(identity::ldap_login))

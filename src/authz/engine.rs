@@ -328,6 +328,34 @@ impl Engine {
             .0
     }
 
+    /// Whether the built-in admin policies let `principal` (described by
+    /// `entities`) do `action` (`admin` or `read`) on `Portcullis::Api::"<area>"`.
+    pub fn admin_allowed(
+        &self,
+        entities: Vec<Entity>,
+        principal: EntityUid,
+        action: &str,
+        area: &str,
+    ) -> bool {
+        let (Ok(action), Ok(resource)) = (
+            format!("Portcullis::Action::{action:?}").parse::<EntityUid>(),
+            format!("Portcullis::Api::{area:?}").parse::<EntityUid>(),
+        ) else {
+            return false;
+        };
+        let Ok(request) = Request::new(principal, action, resource, Context::empty(), None) else {
+            return false;
+        };
+        let Ok(entities) = Entities::from_entities(entities, None) else {
+            return false;
+        };
+        let policies = self.policies.load();
+        self.authorizer
+            .is_authorized(&request, &policies.admin, &entities)
+            .decision()
+            == Decision::Allow
+    }
+
     /// The single call into Cedar's authorizer for application decisions,
     /// over the policies whose scope can match (see `index.rs`).
     pub fn is_authorized(

@@ -1,14 +1,47 @@
 //! Directory identities as Cedar entities: `Portcullis::User` in
 //! `Portcullis::Group`, nested as the directory nests them.
 
-use cedar_policy::Entity;
+use cedar_policy::{Entity, EntityId, EntityUid};
 use serde_json::{Map, Value, json};
 
 use super::AuthzError;
-use crate::domain::{DirectoryIdentity, qualified};
+use crate::domain::{DirectoryIdentity, User, qualified};
 
 pub const USER_TYPE: &str = "Portcullis::User";
 pub const GROUP_TYPE: &str = "Portcullis::Group";
+pub const ROLE_TYPE: &str = "Portcullis::Role";
+/// The role of administrators: the built-in admin policies permit it.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// `Portcullis::User::"<id>"`.
+pub fn user_uid(id: &str) -> EntityUid {
+    let type_name = USER_TYPE
+        .parse()
+        .unwrap_or_else(|_| unreachable!("USER_TYPE is a valid type name"));
+    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+}
+
+/// A Portcullis account as a Cedar entity: its attributes, and the admin
+/// role when it is a superuser.
+pub fn user_entity(user: &User) -> Result<Entity, AuthzError> {
+    let mut attrs = Map::new();
+    attrs.insert("email".into(), json!(user.email));
+    if let Some(name) = &user.name {
+        attrs.insert("name".into(), json!(name));
+    }
+    attrs.insert("active".into(), json!(user.is_active));
+    attrs.insert("verified".into(), json!(user.is_verified));
+    let parents: Vec<Value> = if user.is_superuser {
+        vec![json!({"type": ROLE_TYPE, "id": ADMIN_ROLE})]
+    } else {
+        Vec::new()
+    };
+    Entity::from_json_value(
+        json!({"uid": {"type": USER_TYPE, "id": user.id}, "attrs": attrs, "parents": parents}),
+        None,
+    )
+    .map_err(|e| AuthzError::EntitiesInvalid(format!("user {}: {e}", user.id)))
+}
 
 /// The user and every group it reaches.
 pub fn identity_entities(identity: &DirectoryIdentity) -> Result<Vec<Entity>, AuthzError> {

@@ -22,7 +22,9 @@ pub use diagnostics::Diagnostic;
 pub use engine::{Decided, Engine, Outcome, ResolvedIdentity};
 pub use entities::{EntitySnapshot, entity_key, parse_entities};
 pub use error::AuthzError;
-pub use identity::{GROUP_TYPE, USER_TYPE, identity_entities};
+pub use identity::{
+    ADMIN_ROLE, GROUP_TYPE, ROLE_TYPE, USER_TYPE, identity_entities, user_entity, user_uid,
+};
 pub use policies::{
     PolicyDir, PolicyInfo, PolicyInputs, PolicyOrigin, PolicySnapshot, dir_fingerprint,
     load_policy_dir,

@@ -66,6 +66,14 @@ pub enum AccountError {
     ResetInvalidPassword(String),
     #[error("the magic link is invalid, expired or already used")]
     MagicLinkBadToken,
+    #[error("this needs a signed-in session, not an API key")]
+    NotASession,
+    #[error("the API key's scopes do not include `{0}`")]
+    InsufficientScope(String),
+    #[error("API key `{0}` not found")]
+    ApiKeyNotFound(String),
+    #[error("a user may hold at most {0} API keys")]
+    ApiKeyLimit(usize),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal: {0}")]
@@ -180,27 +188,47 @@ impl Redeemable {
     }
 }
 
-/// The signed-in user behind an access token.
+/// How a caller proved who it is.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// A session's access token.
+    Session(AccessClaims),
+    /// An API key, limited to its scopes (none: all of the user's rights).
+    ApiKey { key_id: String, scopes: Vec<String> },
+}
+
+/// The user behind a request's credentials.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user: User,
     pub version: u64,
-    pub claims: AccessClaims,
+    pub via: Via,
+}
+
+impl Authenticated {
+    /// Whether the credentials cover `scope`: sessions cover everything,
+    /// an API key what it was created with.
+    pub fn allows(&self, scope: &str) -> bool {
+        match &self.via {
+            Via::Session(_) => true,
+            Via::ApiKey { scopes, .. } => scopes.is_empty() || scopes.iter().any(|s| s == scope),
+        }
+    }
 }
 
 pub struct Accounts {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     pub tokens: Arc<Tokens>,
     mailer: Arc<Mailer>,
     config: AccountsConfig,
     public_url: String,
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AccountError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AccountError> {
     serde_json::to_vec(value).map_err(|e| AccountError::Internal(e.to_string()))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
     ns: &str,
     key: &str,
     item: &Versioned,
@@ -252,6 +280,16 @@ impl Accounts {
         if !self.config.registration_open {
             return Err(AccountError::RegistrationClosed);
         }
+        self.create_user(input, false).await
+    }
+
+    /// Creates an account whatever the registration setting; only a
+    /// superuser (or the CLI) may pass `superuser`.
+    pub async fn create_user(
+        &self,
+        input: Registration,
+        superuser: bool,
+    ) -> Result<User, AccountError> {
         let email = normalize_email(&input.email).ok_or(AccountError::InvalidEmail)?;
         let name = check_name(input.name)?;
         passwords::check_policy(&input.password, &email, self.config.password_min_length)?;
@@ -265,8 +303,9 @@ impl Accounts {
             email,
             hashed_password,
             is_active: true,
-            is_verified: false,
-            is_superuser: false,
+            // An account made by an operator needs no mailed proof.
+            is_verified: superuser,
+            is_superuser: superuser,
             name,
             created_at,
             updated_at: created_at,
@@ -481,7 +520,7 @@ impl Accounts {
             Some((user, version)) if user.is_active => Ok(Authenticated {
                 user,
                 version,
-                claims,
+                via: Via::Session(claims),
             }),
             _ => Err(AccountError::Unauthenticated),
         }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tokens::{digest, now};
 use crate::authz::{
-    EntitySnapshot, ResolvedIdentity, USER_TYPE, UidInput, identity_entities, parse_uid,
+    EntitySnapshot, ResolvedIdentity, USER_TYPE, UidInput, identity_entities, parse_uid, user_uid,
 };
 use crate::backends::{Directory, Expect, Registry, Store, StoreError};
 use crate::domain::{DirectoryIdentity, qualified};
@@ -349,9 +349,5 @@ impl Identities {
 
 /// The Cedar uid string of a directory user.
 pub fn principal_of(identity: &DirectoryIdentity) -> String {
-    let id = cedar_policy::EntityId::new(qualified(&identity.directory, &identity.subject));
-    match USER_TYPE.parse::<cedar_policy::EntityTypeName>() {
-        Ok(type_name) => cedar_policy::EntityUid::from_type_name_and_id(type_name, id).to_string(),
-        Err(_) => unreachable!("USER_TYPE is a valid type name"),
-    }
+    user_uid(&qualified(&identity.directory, &identity.subject)).to_string()
 }

@@ -5,6 +5,7 @@
 //! Owns: the order of writes and reloads. Must not: know about HTTP.
 
 mod accounts;
+mod api_keys;
 mod catalog;
 mod identity;
 mod mail;
@@ -13,8 +14,9 @@ mod tokens;
 
 pub use accounts::{
     ACTION_TOKENS, AccountError, Accounts, Authenticated, ProfileUpdate, Purpose, REFRESH_TOKENS,
-    Registration, SESSIONS, TokenPair, USER_EMAILS, USERS,
+    Registration, SESSIONS, TokenPair, USER_EMAILS, USERS, Via,
 };
+pub use api_keys::{API_KEY_INDEX, API_KEYS, ApiKey, CreatedApiKey, NewApiKey, SCOPES};
 pub use catalog::{Catalog, ServiceError};
 pub use identity::{IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution, principal_of};
 pub use mail::{MailError, Mailer};
@@ -34,6 +36,8 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     SESSIONS,
     REFRESH_TOKENS,
     ACTION_TOKENS,
+    API_KEYS,
+    API_KEY_INDEX,
     SIGNING_KEYS,
 ];
 
