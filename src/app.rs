@@ -36,13 +36,18 @@ async fn accounts_on(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<A
             .context("cannot load the token signing keys")?,
     );
     let mailer = Arc::new(Mailer::new(&config.mail).context("cannot set up account mail")?);
-    Ok(Accounts::new(
+    let accounts = Accounts::new(
         store,
         tokens,
         mailer,
         config.accounts.clone(),
         &config.server.public_url,
-    ))
+    );
+    accounts
+        .load_settings()
+        .await
+        .context("cannot load the stored account settings")?;
+    Ok(accounts)
 }
 
 /// The accounts service on the configured active store, without serving:
@@ -157,7 +162,8 @@ impl App {
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "Portcullis is listening.");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(async move {
+        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("Shutting down: no new connections, finishing in-flight requests.");
             let _ = stopping_tx.send(());

@@ -16,10 +16,11 @@
 //!   password}`, `/auth/magic-link/login` `{token}`: spend a mailed token.
 //! - `GET /.well-known/jwks.json`: the keys access tokens are signed with.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -116,10 +117,14 @@ pub struct LoginForm {
 
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     FormOrJson(form): FormOrJson<LoginForm>,
 ) -> Result<Json<TokenPair>, ApiError> {
     Ok(Json(
-        state.accounts.login(&form.username, &form.password).await?,
+        state
+            .accounts
+            .login(&form.username, &form.password, Some(peer.ip()))
+            .await?,
     ))
 }
 

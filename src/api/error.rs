@@ -204,8 +204,10 @@ impl ApiError {
                     (StatusCode::BAD_REQUEST, "MAGIC_LINK_BAD_TOKEN")
                 }
                 AccountError::NotASession => (StatusCode::BAD_REQUEST, "NOT_A_SESSION"),
+                AccountError::Locked(_) => (StatusCode::TOO_MANY_REQUESTS, "LOGIN_LOCKED"),
                 AccountError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE"),
                 AccountError::ApiKeyNotFound(_) => (StatusCode::NOT_FOUND, "API_KEY_NOT_FOUND"),
+                AccountError::UserNotFound(_) => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
                 AccountError::ApiKeyLimit(_) => (StatusCode::BAD_REQUEST, "API_KEY_LIMIT"),
                 AccountError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
                 AccountError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
@@ -260,6 +262,12 @@ impl IntoResponse for ApiError {
             self.body_json(),
         )
             .into_response();
+        if let ApiError::Account(AccountError::Locked(seconds)) = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*seconds),
+            );
+        }
         if matches!(
             self,
             ApiError::Unauthenticated | ApiError::Account(AccountError::Unauthenticated)

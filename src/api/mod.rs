@@ -26,6 +26,7 @@ mod ops;
 mod policies;
 mod schema;
 mod storage;
+mod users;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -195,6 +196,28 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("DELETE", "/auth/api-keys/{key_id}", "Revoke an API key"),
     ("GET", "/users/me", "The caller's profile"),
+    ("GET", "/users", "Admin: users, paged, with ?q= search"),
+    ("GET", "/users/{id}", "Admin: one user"),
+    (
+        "PATCH",
+        "/users/{id}",
+        "Admin: change a user, flags included",
+    ),
+    (
+        "DELETE",
+        "/users/{id}",
+        "Admin: delete a user, its keys and sessions",
+    ),
+    (
+        "GET",
+        "/management/settings/",
+        "Admin: the account settings in force",
+    ),
+    (
+        "PATCH",
+        "/management/settings/",
+        "Admin: change account settings",
+    ),
     (
         "PATCH",
         "/users/me",
@@ -299,6 +322,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(accounts::revoke_api_key),
         )
         .route("/users/me", get(accounts::me).patch(accounts::update_me))
+        .route("/users", get(users::list))
+        .route(
+            "/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route(
+            "/management/settings/",
+            get(users::settings).patch(users::update_settings),
+        )
         .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/auth/ldap/{directory}/login", post(identity::ldap_login))
         .route("/auth/oauth/providers", get(identity::providers))

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use backend::{
     BackendConfig, DirectoryConfig, LdapAttributes, LdapConfig, OidcClaims, OidcConfig, stores,
@@ -88,8 +88,10 @@ impl Default for MailConfig {
     }
 }
 
-/// User accounts: registration, passwords and tokens.
-#[derive(Debug, Clone, Deserialize)]
+/// User accounts: registration, passwords, tokens and lockout. These are
+/// the defaults of the account settings, which admins change at runtime
+/// with `PATCH /management/settings/` (all but `issuer` and `audience`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountsConfig {
     /// Whether `POST /auth/register` is open to anyone.
@@ -109,6 +111,90 @@ pub struct AccountsConfig {
     pub verify_token_ttl_seconds: u64,
     pub reset_token_ttl_seconds: u64,
     pub magic_link_ttl_seconds: u64,
+    /// Failed logins for one account within the window that lock it.
+    pub lockout_threshold: u32,
+    /// Failed logins from one IP address within the window that lock it out.
+    pub ip_lockout_threshold: u32,
+    pub lockout_window_seconds: u64,
+    /// How long a lock lasts.
+    pub lockout_duration_seconds: u64,
+}
+
+impl AccountsConfig {
+    /// The first setting that is out of range: `(key, why)`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let range = |key, value: u64, low: u64, high: u64| {
+            if (low..=high).contains(&value) {
+                Ok(())
+            } else {
+                Err((key, format!("must be between {low} and {high}")))
+            }
+        };
+        range(
+            "password_min_length",
+            self.password_min_length as u64,
+            8,
+            128,
+        )?;
+        range(
+            "access_token_ttl_seconds",
+            self.access_token_ttl_seconds,
+            30,
+            86_400,
+        )?;
+        range(
+            "refresh_token_ttl_seconds",
+            self.refresh_token_ttl_seconds,
+            self.access_token_ttl_seconds,
+            366 * 86_400,
+        )?;
+        range(
+            "verify_token_ttl_seconds",
+            self.verify_token_ttl_seconds,
+            60,
+            7 * 86_400,
+        )?;
+        range(
+            "reset_token_ttl_seconds",
+            self.reset_token_ttl_seconds,
+            60,
+            7 * 86_400,
+        )?;
+        range(
+            "magic_link_ttl_seconds",
+            self.magic_link_ttl_seconds,
+            60,
+            7 * 86_400,
+        )?;
+        range(
+            "lockout_threshold",
+            u64::from(self.lockout_threshold),
+            1,
+            1000,
+        )?;
+        range(
+            "ip_lockout_threshold",
+            u64::from(self.ip_lockout_threshold),
+            1,
+            100_000,
+        )?;
+        range(
+            "lockout_window_seconds",
+            self.lockout_window_seconds,
+            1,
+            86_400,
+        )?;
+        range(
+            "lockout_duration_seconds",
+            self.lockout_duration_seconds,
+            1,
+            86_400,
+        )?;
+        if self.issuer.is_empty() || self.audience.is_empty() {
+            return Err(("issuer", "issuer and audience must not be empty".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Default for AccountsConfig {
@@ -124,6 +210,10 @@ impl Default for AccountsConfig {
             verify_token_ttl_seconds: 24 * 3600,
             reset_token_ttl_seconds: 3600,
             magic_link_ttl_seconds: 900,
+            lockout_threshold: 5,
+            ip_lockout_threshold: 50,
+            lockout_window_seconds: 900,
+            lockout_duration_seconds: 900,
         }
     }
 }
@@ -488,36 +578,8 @@ impl Config {
                 return invalid("bus.channel", "must not be empty");
             }
         }
-        let a = &self.accounts;
-        if !(8..=128).contains(&a.password_min_length) {
-            return invalid("accounts.password_min_length", "must be between 8 and 128");
-        }
-        if !(30..=86_400).contains(&a.access_token_ttl_seconds) {
-            return invalid(
-                "accounts.access_token_ttl_seconds",
-                "must be between 30 and 86400",
-            );
-        }
-        if a.refresh_token_ttl_seconds < a.access_token_ttl_seconds {
-            return invalid(
-                "accounts.refresh_token_ttl_seconds",
-                "must be at least accounts.access_token_ttl_seconds",
-            );
-        }
-        for (key, ttl) in [
-            (
-                "accounts.verify_token_ttl_seconds",
-                a.verify_token_ttl_seconds,
-            ),
-            (
-                "accounts.reset_token_ttl_seconds",
-                a.reset_token_ttl_seconds,
-            ),
-            ("accounts.magic_link_ttl_seconds", a.magic_link_ttl_seconds),
-        ] {
-            if !(60..=7 * 86_400).contains(&ttl) {
-                return invalid(key, "must be between 60 and 604800");
-            }
+        if let Err((key, message)) = self.accounts.validate() {
+            return invalid(&format!("accounts.{key}"), &message);
         }
         if !(self.server.public_url.starts_with("http://")
             || self.server.public_url.starts_with("https://"))
@@ -537,9 +599,6 @@ impl Config {
             .is_some_and(|u| !u.expose().starts_with("smtp"))
         {
             return invalid("mail.smtp_url", "must be an smtp:// or smtps:// URL");
-        }
-        if a.issuer.is_empty() || a.audience.is_empty() {
-            return invalid("accounts.issuer", "issuer and audience must not be empty");
         }
         validate_store("store", &self.store)?;
         for (name, backend) in &self.backends {

@@ -11,12 +11,16 @@
 //! - `refresh_tokens/<sha-256>`: one per refresh token, used once. Using one
 //!   twice means it was stolen: the whole session is revoked.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use serde::{Deserialize, Serialize};
 
 use super::mail::Mailer;
 use super::passwords::{self, PasswordError, Verified};
+use super::throttle::Attempt;
 use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
 use crate::backends::{Expect, Op, Store, StoreError, Versioned};
 use crate::config::AccountsConfig;
@@ -28,6 +32,9 @@ pub const SESSIONS: &str = "sessions";
 pub const REFRESH_TOKENS: &str = "refresh_tokens";
 /// Single-use mailed tokens (verification, reset, magic link), by digest.
 pub const ACTION_TOKENS: &str = "action_tokens";
+/// Settings changed at runtime; key `accounts`.
+pub const SETTINGS: &str = "settings";
+const SETTINGS_KEY: &str = "accounts";
 
 /// Longest display name accepted.
 const MAX_NAME: usize = 200;
@@ -66,10 +73,14 @@ pub enum AccountError {
     ResetInvalidPassword(String),
     #[error("the magic link is invalid, expired or already used")]
     MagicLinkBadToken,
+    #[error("too many failed logins; try again in {0} seconds")]
+    Locked(u64),
     #[error("this needs a signed-in session, not an API key")]
     NotASession,
     #[error("the API key's scopes do not include `{0}`")]
     InsufficientScope(String),
+    #[error("user `{0}` not found")]
+    UserNotFound(String),
     #[error("API key `{0}` not found")]
     ApiKeyNotFound(String),
     #[error("a user may hold at most {0} API keys")]
@@ -125,6 +136,17 @@ pub struct ProfileUpdate {
     pub password: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// What only an admin may change about a user.
+#[derive(Debug, Default, Deserialize)]
+pub struct Flags {
+    #[serde(default)]
+    pub is_active: Option<bool>,
+    #[serde(default)]
+    pub is_superuser: Option<bool>,
+    #[serde(default)]
+    pub is_verified: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -220,7 +242,8 @@ pub struct Accounts {
     pub(super) store: Arc<dyn Store>,
     pub tokens: Arc<Tokens>,
     mailer: Arc<Mailer>,
-    config: AccountsConfig,
+    /// The config's defaults with the stored settings over them.
+    settings: ArcSwap<AccountsConfig>,
     public_url: String,
 }
 
@@ -271,13 +294,58 @@ impl Accounts {
             store,
             tokens,
             mailer,
-            config,
+            settings: ArcSwap::from_pointee(config),
             public_url: public_url.trim_end_matches('/').to_owned(),
         }
     }
 
+    /// The account settings in force.
+    pub fn settings(&self) -> Arc<AccountsConfig> {
+        self.settings.load_full()
+    }
+
+    /// Applies the stored settings over the config's, at start-up.
+    pub async fn load_settings(&self) -> Result<(), AccountError> {
+        let Some(item) = self.store.get(SETTINGS, SETTINGS_KEY).await? else {
+            return Ok(());
+        };
+        let stored: serde_json::Value = decode(SETTINGS, SETTINGS_KEY, &item)?;
+        let merged = merge_settings(&self.settings(), &stored)
+            .map_err(|e| StoreError::Corrupt(format!("{SETTINGS}/{SETTINGS_KEY}: {e}")))?;
+        self.settings.store(Arc::new(merged));
+        Ok(())
+    }
+
+    /// `PATCH /management/settings/`: validates the changed settings as a
+    /// whole, stores them and puts them in force.
+    pub async fn update_settings(
+        &self,
+        changes: &serde_json::Value,
+    ) -> Result<Arc<AccountsConfig>, AccountError> {
+        let Some(map) = changes.as_object() else {
+            return Err(AccountError::InvalidField(
+                "settings must be a JSON object".into(),
+            ));
+        };
+        if let Some(fixed) = map.keys().find(|k| *k == "issuer" || *k == "audience") {
+            return Err(AccountError::InvalidField(format!(
+                "`{fixed}` is set in the config file only: changing it would end every session"
+            )));
+        }
+        let current = self.settings();
+        let next = merge_settings(&current, changes).map_err(AccountError::InvalidField)?;
+        next.validate()
+            .map_err(|(key, why)| AccountError::InvalidField(format!("`{key}` {why}")))?;
+        self.store
+            .put(SETTINGS, SETTINGS_KEY, &encode(&next)?, Expect::Any)
+            .await?;
+        let next = Arc::new(next);
+        self.settings.store(next.clone());
+        Ok(next)
+    }
+
     pub async fn register(&self, input: Registration) -> Result<User, AccountError> {
-        if !self.config.registration_open {
+        if !self.settings().registration_open {
             return Err(AccountError::RegistrationClosed);
         }
         self.create_user(input, false).await
@@ -292,7 +360,7 @@ impl Accounts {
     ) -> Result<User, AccountError> {
         let email = normalize_email(&input.email).ok_or(AccountError::InvalidEmail)?;
         let name = check_name(input.name)?;
-        passwords::check_policy(&input.password, &email, self.config.password_min_length)?;
+        passwords::check_policy(&input.password, &email, self.settings().password_min_length)?;
         if self.store.get(USER_EMAILS, &email).await?.is_some() {
             return Err(AccountError::UserAlreadyExists);
         }
@@ -348,8 +416,32 @@ impl Accounts {
     }
 
     /// Password login. Unknown users, wrong passwords and inactive users
-    /// get the same answer after the same work (a hash is checked either way).
-    pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, AccountError> {
+    /// get the same answer after the same work (a hash is checked either
+    /// way); failures count towards the account's and the address's lock.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<TokenPair, AccountError> {
+        let attempt = Attempt::new(username, address);
+        if let Some(wait) = self.locked_for(&attempt).await? {
+            return Err(AccountError::Locked(wait));
+        }
+        let result = self.check_password(username, password).await;
+        match &result {
+            Ok(_) => self.clear_failures(&attempt).await?,
+            Err(AccountError::BadCredentials) => self.count_failure(&attempt).await?,
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<TokenPair, AccountError> {
         let found = match normalize_email(username) {
             Some(email) => self.user_by_email(&email).await?,
             None => None,
@@ -362,7 +454,7 @@ impl Accounts {
             }
             _ => return Err(AccountError::BadCredentials),
         };
-        if self.config.require_verification && !user.is_verified {
+        if self.settings().require_verification && !user.is_verified {
             return Err(AccountError::NotVerified);
         }
         if verified == Verified::YesRehash {
@@ -388,7 +480,7 @@ impl Accounts {
     async fn start_session(&self, user_id: &str) -> Result<TokenPair, AccountError> {
         let sid = random_token();
         let created_at = now();
-        let expires_at = created_at + self.config.refresh_token_ttl_seconds;
+        let expires_at = created_at + self.settings().refresh_token_ttl_seconds;
         let refresh = random_token();
         let ops = vec![
             Op::Put {
@@ -418,12 +510,13 @@ impl Accounts {
     }
 
     fn pair(&self, user_id: &str, sid: &str, refresh: String) -> Result<TokenPair, AccountError> {
-        let (access_token, _) = self.tokens.issue(user_id, sid)?;
+        let ttl = self.settings().access_token_ttl_seconds;
+        let (access_token, _) = self.tokens.issue(user_id, sid, ttl)?;
         Ok(TokenPair {
             access_token,
             token_type: "bearer",
             refresh_token: refresh,
-            expires_in: self.tokens.access_ttl.as_secs(),
+            expires_in: ttl,
         })
     }
 
@@ -532,7 +625,19 @@ impl Accounts {
         me: &Authenticated,
         update: ProfileUpdate,
     ) -> Result<User, AccountError> {
-        let mut user = me.user.clone();
+        self.update_user(me.user.clone(), me.version, update, None)
+            .await
+    }
+
+    /// Applies a profile change, and for admins flag changes, to `user` as
+    /// stored at `version`: all or nothing.
+    pub(super) async fn update_user(
+        &self,
+        mut user: User,
+        version: u64,
+        update: ProfileUpdate,
+        flags: Option<Flags>,
+    ) -> Result<User, AccountError> {
         let mut ops = Vec::new();
         if let Some(name) = update.name {
             user.name = check_name(Some(name))?;
@@ -557,27 +662,38 @@ impl Accounts {
             }
         }
         if let Some(password) = update.password {
-            passwords::check_policy(&password, &user.email, self.config.password_min_length)
+            passwords::check_policy(&password, &user.email, self.settings().password_min_length)
                 .map_err(|e| match e {
                     PasswordError::Weak(reason) => AccountError::UpdateInvalidPassword(reason),
                     other => other.into(),
                 })?;
             user.hashed_password = passwords::hash(password).await?;
         }
+        let deactivated =
+            flags.as_ref().is_some_and(|f| f.is_active == Some(false)) && user.is_active;
+        if let Some(flags) = flags {
+            user.is_active = flags.is_active.unwrap_or(user.is_active);
+            user.is_superuser = flags.is_superuser.unwrap_or(user.is_superuser);
+            user.is_verified = flags.is_verified.unwrap_or(user.is_verified);
+        }
         user.updated_at = now();
         ops.push(Op::Put {
             ns: USERS.into(),
             key: user.id.clone(),
             value: encode(&user)?,
-            expect: Expect::Version(me.version),
+            expect: Expect::Version(version),
         });
         match self.store.transact(ops).await {
-            Ok(_) => Ok(user),
+            Ok(_) => {}
             Err(StoreError::Conflict { ns, .. }) if ns == USER_EMAILS => {
-                Err(AccountError::UpdateEmailExists)
+                return Err(AccountError::UpdateEmailExists);
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        if deactivated {
+            self.revoke_all_sessions(&user.id).await?;
+        }
+        Ok(user)
     }
 }
 
@@ -602,9 +718,9 @@ impl Accounts {
             return Ok(());
         }
         let ttl = match purpose {
-            Purpose::Verify => self.config.verify_token_ttl_seconds,
-            Purpose::Reset => self.config.reset_token_ttl_seconds,
-            Purpose::MagicLink => self.config.magic_link_ttl_seconds,
+            Purpose::Verify => self.settings().verify_token_ttl_seconds,
+            Purpose::Reset => self.settings().reset_token_ttl_seconds,
+            Purpose::MagicLink => self.settings().magic_link_ttl_seconds,
         };
         let token = random_token();
         let record = ActionToken {
@@ -720,7 +836,7 @@ impl Accounts {
         passwords::check_policy(
             &password,
             &found.user.email,
-            self.config.password_min_length,
+            self.settings().password_min_length,
         )
         .map_err(|e| match e {
             PasswordError::Weak(reason) => AccountError::ResetInvalidPassword(reason),
@@ -772,6 +888,20 @@ impl Accounts {
             }
         }
     }
+}
+
+/// `changes` (a JSON object) over `base`; unknown keys are refused.
+fn merge_settings(
+    base: &AccountsConfig,
+    changes: &serde_json::Value,
+) -> Result<AccountsConfig, String> {
+    let mut value = serde_json::to_value(base).map_err(|e| e.to_string())?;
+    if let (Some(target), Some(changes)) = (value.as_object_mut(), changes.as_object()) {
+        for (key, change) in changes {
+            target.insert(key.clone(), change.clone());
+        }
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 fn check_name(name: Option<String>) -> Result<Option<String>, AccountError> {

@@ -10,17 +10,21 @@ mod catalog;
 mod identity;
 mod mail;
 mod passwords;
+mod throttle;
 mod tokens;
+mod users;
 
 pub use accounts::{
-    ACTION_TOKENS, AccountError, Accounts, Authenticated, ProfileUpdate, Purpose, REFRESH_TOKENS,
-    Registration, SESSIONS, TokenPair, USER_EMAILS, USERS, Via,
+    ACTION_TOKENS, AccountError, Accounts, Authenticated, Flags, ProfileUpdate, Purpose,
+    REFRESH_TOKENS, Registration, SESSIONS, SETTINGS, TokenPair, USER_EMAILS, USERS, Via,
 };
 pub use api_keys::{API_KEY_INDEX, API_KEYS, ApiKey, CreatedApiKey, NewApiKey, SCOPES};
 pub use catalog::{Catalog, ServiceError};
 pub use identity::{IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution, principal_of};
 pub use mail::{MailError, Mailer};
+pub use throttle::LOGIN_FAILURES;
 pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens};
+pub use users::{AdminUpdate, UserPage};
 
 /// Namespaces only Portcullis itself writes (the catalog keeps the first
 /// three in step with the engine): `/storage/{namespace}` may read them but
@@ -38,6 +42,8 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     ACTION_TOKENS,
     API_KEYS,
     API_KEY_INDEX,
+    SETTINGS,
+    LOGIN_FAILURES,
     SIGNING_KEYS,
 ];
 

@@ -77,7 +77,6 @@ pub struct Tokens {
     reloaded: Mutex<Instant>,
     issuer: String,
     audience: String,
-    pub access_ttl: Duration,
 }
 
 impl Tokens {
@@ -96,7 +95,6 @@ impl Tokens {
             reloaded: Mutex::new(Instant::now()),
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
-            access_ttl: Duration::from_secs(config.access_token_ttl_seconds),
         };
         tokens.reload().await?;
         if tokens.ring.load().signing.is_none() {
@@ -164,8 +162,14 @@ impl Tokens {
         self.ring.load().jwks.clone()
     }
 
-    /// A signed access token for `user_id` in session `sid`, and its claims.
-    pub fn issue(&self, user_id: &str, sid: &str) -> Result<(String, AccessClaims), TokenError> {
+    /// A signed access token for `user_id` in session `sid`, valid for
+    /// `ttl` seconds, and its claims.
+    pub fn issue(
+        &self,
+        user_id: &str,
+        sid: &str,
+        ttl: u64,
+    ) -> Result<(String, AccessClaims), TokenError> {
         let ring = self.ring.load();
         let Some((kid, key)) = &ring.signing else {
             return Err(TokenError::Sign("no signing key".into()));
@@ -179,7 +183,7 @@ impl Tokens {
             jti: random_token(),
             iat,
             nbf: iat,
-            exp: iat + self.access_ttl.as_secs(),
+            exp: iat + ttl,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());

@@ -3,6 +3,7 @@
 
 mod account_mail;
 mod accounts;
+mod admin_users;
 mod api_keys;
 mod bad_input;
 mod bus;
