@@ -31,8 +31,8 @@ use super::body::{FormOrJson, JsonBody};
 use super::{ApiError, AppState};
 use crate::domain::normalize_email;
 use crate::services::{
-    AccountError, ApiKey, Authenticated, CreatedApiKey, NewApiKey, ProfileUpdate, Purpose,
-    Registration, TokenPair, Via,
+    AccountError, ApiKey, Authenticated, CreatedApiKey, LoginOutcome, NewApiKey, ProfileUpdate,
+    Purpose, Registration, TokenPair, Via,
 };
 
 /// The signed-in user: `Authorization: Bearer <access token>` (verified,
@@ -119,13 +119,22 @@ pub async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     FormOrJson(form): FormOrJson<LoginForm>,
-) -> Result<Json<TokenPair>, ApiError> {
-    Ok(Json(
-        state
-            .accounts
-            .login(&form.username, &form.password, Some(peer.ip()))
-            .await?,
-    ))
+) -> Result<Response, ApiError> {
+    let outcome = state
+        .accounts
+        .login(&form.username, &form.password, Some(peer.ip()))
+        .await?;
+    Ok(login_response(outcome))
+}
+
+/// Tokens (200), or the second-factor challenge (202) when the user has one.
+pub(super) fn login_response(outcome: LoginOutcome) -> Response {
+    match outcome {
+        LoginOutcome::Tokens(pair) => Json(pair).into_response(),
+        LoginOutcome::SecondFactor(pending) => {
+            (StatusCode::ACCEPTED, Json(pending)).into_response()
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -250,9 +259,14 @@ pub async fn reset_password(
 
 pub async fn magic_login(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     FormOrJson(body): FormOrJson<TokenBody>,
-) -> Result<Json<TokenPair>, ApiError> {
-    Ok(Json(state.accounts.magic_login(&body.token).await?))
+) -> Result<Response, ApiError> {
+    let outcome = state
+        .accounts
+        .magic_login(&body.token, Some(peer.ip()))
+        .await?;
+    Ok(login_response(outcome))
 }
 
 pub async fn list_api_keys(

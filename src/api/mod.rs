@@ -22,6 +22,7 @@ mod decisions;
 mod entities;
 mod error;
 mod identity;
+mod mfa;
 mod ops;
 mod policies;
 mod schema;
@@ -195,6 +196,41 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Create an API key (its secret is shown once)",
     ),
     ("DELETE", "/auth/api-keys/{key_id}", "Revoke an API key"),
+    (
+        "POST",
+        "/mfa/totp/enroll",
+        "Start TOTP enrolment: secret and otpauth URI",
+    ),
+    (
+        "POST",
+        "/mfa/totp/verify",
+        "Confirm enrolment, or complete a login challenge with a code",
+    ),
+    (
+        "DELETE",
+        "/mfa/totp",
+        "Remove the caller's TOTP (needs a code)",
+    ),
+    (
+        "GET",
+        "/mfa/delegated/pending",
+        "The caller's logins waiting for approval",
+    ),
+    (
+        "POST",
+        "/mfa/delegated/approve",
+        "Approve or deny a waiting login",
+    ),
+    (
+        "POST",
+        "/mfa/delegated/complete",
+        "The waiting login collects its tokens once approved",
+    ),
+    (
+        "DELETE",
+        "/users/{id}/mfa",
+        "Admin: remove a user's second factor",
+    ),
     ("GET", "/users/me", "The caller's profile"),
     ("GET", "/users", "Admin: users, paged, with ?q= search"),
     ("GET", "/users/{id}", "Admin: one user"),
@@ -321,6 +357,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/auth/api-keys/{key_id}",
             axum::routing::delete(accounts::revoke_api_key),
         )
+        .route("/mfa/totp/enroll", post(mfa::enroll))
+        .route("/mfa/totp/verify", post(mfa::verify))
+        .route("/mfa/totp", axum::routing::delete(mfa::disable))
+        .route("/mfa/delegated/pending", get(mfa::pending))
+        .route("/mfa/delegated/approve", post(mfa::approve))
+        .route("/mfa/delegated/complete", post(mfa::complete))
+        .route("/users/{id}/mfa", axum::routing::delete(mfa::admin_reset))
         .route("/users/me", get(accounts::me).patch(accounts::update_me))
         .route("/users", get(users::list))
         .route(

@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use super::mail::Mailer;
+use super::mfa::LoginOutcome;
 use super::passwords::{self, PasswordError, Verified};
 use super::throttle::Attempt;
 use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
@@ -79,6 +80,14 @@ pub enum AccountError {
     NotASession,
     #[error("the API key's scopes do not include `{0}`")]
     InsufficientScope(String),
+    #[error("a second factor is already enrolled; remove it first")]
+    MfaAlreadyEnrolled,
+    #[error("no second factor is enrolled")]
+    MfaNotEnrolled,
+    #[error("the code is not valid")]
+    MfaBadCode,
+    #[error("the login challenge is invalid, expired, already used or denied")]
+    MfaBadChallenge,
     #[error("user `{0}` not found")]
     UserNotFound(String),
     #[error("API key `{0}` not found")]
@@ -423,7 +432,7 @@ impl Accounts {
         username: &str,
         password: &str,
         address: Option<IpAddr>,
-    ) -> Result<TokenPair, AccountError> {
+    ) -> Result<LoginOutcome, AccountError> {
         let attempt = Attempt::new(username, address);
         if let Some(wait) = self.locked_for(&attempt).await? {
             return Err(AccountError::Locked(wait));
@@ -434,14 +443,10 @@ impl Accounts {
             Err(AccountError::BadCredentials) => self.count_failure(&attempt).await?,
             Err(_) => {}
         }
-        result
+        self.finish_login(&result?, address).await
     }
 
-    async fn check_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<TokenPair, AccountError> {
+    async fn check_password(&self, username: &str, password: &str) -> Result<User, AccountError> {
         let found = match normalize_email(username) {
             Some(email) => self.user_by_email(&email).await?,
             None => None,
@@ -460,7 +465,7 @@ impl Accounts {
         if verified == Verified::YesRehash {
             self.rehash(user.clone(), version, password).await;
         }
-        self.start_session(&user.id).await
+        Ok(user)
     }
 
     /// Stores a hash at the current parameters; a concurrent change wins.
@@ -477,7 +482,7 @@ impl Accounts {
         }
     }
 
-    async fn start_session(&self, user_id: &str) -> Result<TokenPair, AccountError> {
+    pub(super) async fn start_session(&self, user_id: &str) -> Result<TokenPair, AccountError> {
         let sid = random_token();
         let created_at = now();
         let expires_at = created_at + self.settings().refresh_token_ttl_seconds;
@@ -853,7 +858,11 @@ impl Accounts {
 
     /// Signs in with a magic link; it proves the mailbox, so the address
     /// counts as verified.
-    pub async fn magic_login(&self, token: &str) -> Result<TokenPair, AccountError> {
+    pub async fn magic_login(
+        &self,
+        token: &str,
+        address: Option<IpAddr>,
+    ) -> Result<LoginOutcome, AccountError> {
         let found = self
             .redeemable(token, Purpose::MagicLink)
             .await?
@@ -865,7 +874,7 @@ impl Accounts {
         }
         self.spend(&found, &user, AccountError::MagicLinkBadToken)
             .await?;
-        self.start_session(&user.id).await
+        self.finish_login(&user, address).await
     }
 
     /// Ends every session of a user.

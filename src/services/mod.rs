@@ -9,9 +9,11 @@ mod api_keys;
 mod catalog;
 mod identity;
 mod mail;
+mod mfa;
 mod passwords;
 mod throttle;
 mod tokens;
+mod totp;
 mod users;
 
 pub use accounts::{
@@ -22,6 +24,9 @@ pub use api_keys::{API_KEY_INDEX, API_KEYS, ApiKey, CreatedApiKey, NewApiKey, SC
 pub use catalog::{Catalog, ServiceError};
 pub use identity::{IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution, principal_of};
 pub use mail::{MailError, Mailer};
+pub use mfa::{
+    Delegated, Enrollment, LoginOutcome, MFA, MFA_CHALLENGES, PendingApproval, PendingLogin,
+};
 pub use throttle::LOGIN_FAILURES;
 pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens};
 pub use users::{AdminUpdate, UserPage};
@@ -44,9 +49,11 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     API_KEY_INDEX,
     SETTINGS,
     LOGIN_FAILURES,
+    MFA,
+    MFA_CHALLENGES,
     SIGNING_KEYS,
 ];
 
-/// Namespaces `/storage/{namespace}` does not even read: private keys and
-/// password hashes.
-pub const SECRET_NAMESPACES: &[&str] = &[SIGNING_KEYS, USERS];
+/// Namespaces `/storage/{namespace}` does not even read: private keys,
+/// password hashes and TOTP secrets.
+pub const SECRET_NAMESPACES: &[&str] = &[SIGNING_KEYS, USERS, MFA];

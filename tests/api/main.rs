@@ -13,6 +13,7 @@ mod decisions;
 mod entities_schema;
 mod helpers;
 mod ldap;
+mod mfa;
 mod oidc;
 mod ops;
 mod policies;
