@@ -3,7 +3,7 @@
 #   make test   install what the tests need, then run all of them
 export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
 
-.PHONY: run test lint bench load switch-bench ci
+.PHONY: run test lint bench load switch-bench accounts-load ci
 
 run:
 	cargo run --release -- serve
@@ -24,5 +24,8 @@ load:
 
 switch-bench:
 	scripts/switch-bench.sh
+
+accounts-load:
+	scripts/accounts-load.sh
 
 ci: lint test

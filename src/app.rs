@@ -16,7 +16,7 @@ use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
 use crate::backends::{Notice, RedisBus, Registry, Store};
 use crate::config::Config;
-use crate::services::{Accounts, Catalog, Identities, Mailer, Tokens};
+use crate::services::{Accounts, Catalog, Identities, Mailer, TOPIC_ACCOUNTS, Tokens};
 use crate::telemetry::Metrics;
 
 pub struct App {
@@ -103,10 +103,11 @@ impl App {
                     .await
                     .context("cannot subscribe to the change bus")?,
             );
+            accounts.attach_bus(bus.clone());
             catalog = catalog.with_bus(bus);
         }
         let catalog = Arc::new(catalog);
-        let listener_task = notices.map(|rx| spawn_listener(catalog.clone(), rx));
+        let listener_task = notices.map(|rx| spawn_listener(catalog.clone(), accounts.clone(), rx));
         let metrics = Arc::new(Metrics::new(&api::served_routes()));
         let listener = TcpListener::bind(config.server.listen)
             .await
@@ -247,10 +248,19 @@ fn spawn_watcher(
 /// Applies change notices from other instances as they arrive.
 fn spawn_listener(
     catalog: Arc<Catalog>,
+    accounts: Arc<Accounts>,
     mut notices: tokio::sync::mpsc::Receiver<Notice>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(notice) = notices.recv().await {
+            match &notice {
+                Notice::Changed(topic) if topic == TOPIC_ACCOUNTS => {
+                    accounts.forget_credentials();
+                    continue;
+                }
+                Notice::Resync => accounts.forget_credentials(),
+                Notice::Changed(_) => {}
+            }
             match catalog.apply(&notice).await {
                 Ok(()) => tracing::debug!(?notice, "Applied a change from another instance."),
                 Err(e) => {

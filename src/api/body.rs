@@ -26,7 +26,8 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
 }
 
 /// A body that is either an HTML/OAuth2 form (`application/x-www-form-urlencoded`)
-/// or JSON (anything else), parsed into `T`.
+/// or JSON (anything else), parsed into `T`. A "form" whose body is a JSON
+/// object is read as JSON: that is what `curl -d '{…}'` sends.
 pub struct FormOrJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for FormOrJson<T> {
@@ -39,7 +40,8 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for FormOrJson<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         let bytes = read_body(req, state.body_limit).await?;
-        if form {
+        let json_object = bytes.trim_ascii_start().starts_with(b"{");
+        if form && !json_object {
             serde_urlencoded::from_bytes(&bytes)
                 .map(FormOrJson)
                 .map_err(|e| ApiError::InvalidBody(e.to_string()))

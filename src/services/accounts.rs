@@ -12,9 +12,11 @@
 //!   twice means it was stolen: the whole session is revoked.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+use moka::sync::Cache;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +25,7 @@ use super::mfa::LoginOutcome;
 use super::passwords::{self, PasswordError, Verified};
 use super::throttle::Attempt;
 use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
-use crate::backends::{Expect, Op, Store, StoreError, Versioned};
+use crate::backends::{Expect, Op, RedisBus, Store, StoreError, Versioned};
 use crate::config::AccountsConfig;
 use crate::domain::{User, normalize_email};
 
@@ -36,6 +38,13 @@ pub const ACTION_TOKENS: &str = "action_tokens";
 /// Settings changed at runtime; key `accounts`.
 pub const SETTINGS: &str = "settings";
 const SETTINGS_KEY: &str = "accounts";
+
+/// The bus topic of account changes.
+pub const TOPIC_ACCOUNTS: &str = "accounts";
+/// Cached credentials: how many, and how long another instance's change
+/// can go unseen when no bus is configured.
+const CREDENTIAL_CACHE_CAPACITY: u64 = 100_000;
+const CREDENTIAL_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Longest display name accepted.
 const MAX_NAME: usize = 200;
@@ -228,6 +237,19 @@ pub enum Via {
     ApiKey { key_id: String, scopes: Vec<String> },
 }
 
+/// A caller found behind some credentials, cached.
+pub(super) struct CachedCaller {
+    caller: Authenticated,
+    valid_until: u64,
+    generation: u64,
+}
+
+/// What a cache miss hands to the lookup, to cache its result under.
+pub(super) struct CacheTicket {
+    key: String,
+    generation: u64,
+}
+
 /// The user behind a request's credentials.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -250,6 +272,15 @@ impl Authenticated {
 pub struct Accounts {
     pub(super) store: Arc<dyn Store>,
     pub tokens: Arc<Tokens>,
+    /// Who presented credentials were found to be, by the credentials'
+    /// digest, with when they stop being valid. Emptied on every account
+    /// change here, and on other instances through the bus.
+    credentials: Cache<String, Arc<CachedCaller>>,
+    /// Bumped by every account change: an entry cached under an older
+    /// generation is never served, even one inserted after the change by a
+    /// lookup that began before it.
+    generation: AtomicU64,
+    bus: OnceLock<Arc<RedisBus>>,
     mailer: Arc<Mailer>,
     /// The config's defaults with the stored settings over them.
     settings: ArcSwap<AccountsConfig>,
@@ -302,10 +333,67 @@ impl Accounts {
         Accounts {
             store,
             tokens,
+            credentials: Cache::builder()
+                .max_capacity(CREDENTIAL_CACHE_CAPACITY)
+                .time_to_live(CREDENTIAL_CACHE_TTL)
+                .build(),
+            generation: AtomicU64::new(0),
+            bus: OnceLock::new(),
             mailer,
             settings: ArcSwap::from_pointee(config),
             public_url: public_url.trim_end_matches('/').to_owned(),
         }
+    }
+
+    /// Announce account changes to other instances on `bus` from now on.
+    pub fn attach_bus(&self, bus: Arc<RedisBus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// Forgets every cached credential (a change here or elsewhere).
+    pub fn forget_credentials(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.credentials.invalidate_all();
+    }
+
+    /// Something about users, sessions or keys changed: cached credentials
+    /// are forgotten here, and the other instances are told to.
+    pub(super) async fn changed(&self) {
+        self.forget_credentials();
+        if let Some(bus) = self.bus.get()
+            && let Err(e) = bus.publish(TOPIC_ACCOUNTS).await
+        {
+            tracing::warn!(error = %e, "Could not announce an account change to other instances.");
+        }
+    }
+
+    /// The cached caller behind `credential`, while still valid; on a miss,
+    /// the ticket to remember what the lookup finds.
+    pub(super) fn cached_caller(&self, credential: &str) -> Result<Authenticated, CacheTicket> {
+        let key = digest(credential);
+        let generation = self.generation.load(Ordering::Acquire);
+        match self.credentials.get(&key) {
+            Some(entry) if entry.generation == generation && entry.valid_until > now() => {
+                Ok(entry.caller.clone())
+            }
+            _ => Err(CacheTicket { key, generation }),
+        }
+    }
+
+    pub(super) fn remember_caller(
+        &self,
+        ticket: CacheTicket,
+        caller: &Authenticated,
+        valid_until: u64,
+    ) {
+        self.credentials.insert(
+            ticket.key,
+            Arc::new(CachedCaller {
+                caller: caller.clone(),
+                valid_until,
+                generation: ticket.generation,
+            }),
+        );
     }
 
     /// The account settings in force.
@@ -604,12 +692,25 @@ impl Accounts {
         self.store
             .put(SESSIONS, &key, &encode(&session)?, Expect::Any)
             .await?;
+        self.changed().await;
         Ok(())
     }
 
     /// The user behind a bearer access token, if the token verifies, its
     /// session is live and the user is active.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, AccountError> {
+        let ticket = match self.cached_caller(token) {
+            Ok(caller) => return Ok(caller),
+            Err(ticket) => ticket,
+        };
+        let found = self.authenticate_uncached(token).await?;
+        if let Via::Session(claims) = &found.via {
+            self.remember_caller(ticket, &found, claims.exp);
+        }
+        Ok(found)
+    }
+
+    async fn authenticate_uncached(&self, token: &str) -> Result<Authenticated, AccountError> {
         let claims = self.tokens.verify(token).await?;
         if !self.session_live(&claims.sub, &claims.sid).await? {
             return Err(AccountError::Unauthenticated);
@@ -695,6 +796,7 @@ impl Accounts {
             }
             Err(e) => return Err(e.into()),
         }
+        self.changed().await;
         if deactivated {
             self.revoke_all_sessions(&user.id).await?;
         }
@@ -806,7 +908,10 @@ impl Accounts {
         bad: AccountError,
     ) -> Result<(), AccountError> {
         match self.store.transact(redeemable.spend_with(user)?).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.changed().await;
+                Ok(())
+            }
             Err(StoreError::Conflict { .. }) => Err(bad),
             Err(e) => Err(e.into()),
         }

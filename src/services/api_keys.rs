@@ -178,6 +178,7 @@ impl Accounts {
             return Err(AccountError::ApiKeyNotFound(key_id.to_owned()));
         }
         self.store.transact(ops).await?;
+        self.changed().await;
         Ok(())
     }
 
@@ -187,6 +188,19 @@ impl Accounts {
         &self,
         presented: &str,
     ) -> Result<Authenticated, AccountError> {
+        let ticket = match self.cached_caller(presented) {
+            Ok(caller) => return Ok(caller),
+            Err(ticket) => ticket,
+        };
+        let (found, expires_at) = self.authenticate_api_key_uncached(presented).await?;
+        self.remember_caller(ticket, &found, expires_at.unwrap_or(u64::MAX));
+        Ok(found)
+    }
+
+    async fn authenticate_api_key_uncached(
+        &self,
+        presented: &str,
+    ) -> Result<(Authenticated, Option<u64>), AccountError> {
         let unauthenticated = || AccountError::Unauthenticated;
         let rest = presented.strip_prefix(PREFIX).ok_or_else(unauthenticated)?;
         let (key_id, secret) = rest.split_once('_').ok_or_else(unauthenticated)?;
@@ -210,14 +224,17 @@ impl Accounts {
             return Err(unauthenticated());
         }
         match self.user(&user_id).await? {
-            Some((user, version)) if user.is_active => Ok(Authenticated {
-                user,
-                version,
-                via: Via::ApiKey {
-                    key_id: key.id,
-                    scopes: key.scopes,
+            Some((user, version)) if user.is_active => Ok((
+                Authenticated {
+                    user,
+                    version,
+                    via: Via::ApiKey {
+                        key_id: key.id,
+                        scopes: key.scopes,
+                    },
                 },
-            }),
+                key.expires_at,
+            )),
             Some(_) | None => Err(unauthenticated()),
         }
     }

@@ -18,7 +18,8 @@ mod users;
 
 pub use accounts::{
     ACTION_TOKENS, AccountError, Accounts, Authenticated, Flags, ProfileUpdate, Purpose,
-    REFRESH_TOKENS, Registration, SESSIONS, SETTINGS, TokenPair, USER_EMAILS, USERS, Via,
+    REFRESH_TOKENS, Registration, SESSIONS, SETTINGS, TOPIC_ACCOUNTS, TokenPair, USER_EMAILS,
+    USERS, Via,
 };
 pub use api_keys::{API_KEY_INDEX, API_KEYS, ApiKey, CreatedApiKey, NewApiKey, SCOPES};
 pub use catalog::{Catalog, ServiceError};

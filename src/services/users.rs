@@ -122,6 +122,7 @@ impl Accounts {
             });
         }
         self.store.transact(ops).await?;
+        self.changed().await;
         self.revoke_all_sessions(&user.id).await
     }
 }

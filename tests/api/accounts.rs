@@ -112,9 +112,23 @@ async fn register_then_login_with_the_form_or_json() {
         "INVALID_EMAIL",
     );
 
+    // `curl -d '{…}'` labels JSON as a form: it is still read as JSON.
+    let curl_style = app
+        .client
+        .post(app.url("/auth/jwt/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(json!({"username": "ada@example.com", "password": PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let curl_style = (
+        curl_style.status(),
+        curl_style.json::<Value>().await.unwrap(),
+    );
     for (status, pair) in [
         login(&app, "ada@example.com", PASSWORD).await,
         login_form(&app, "Ada@Example.com", PASSWORD).await,
+        curl_style,
     ] {
         assert_eq!(status, StatusCode::OK, "{pair}");
         assert_eq!(pair["token_type"], "bearer");

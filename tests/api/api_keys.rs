@@ -346,6 +346,28 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
     )
     .await;
     assert_eq!(after["decision"], "Deny", "{after}");
+
+    // Revoked: the next decision with it is refused, not decided anonymously.
+    let path = format!("/auth/api-keys/{}", created["id"].as_str().unwrap());
+    let (status, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        &path,
+        Cred::Bearer(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let ask = json!({"action": READ, "resource": SALARIES});
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/v1/is_authorized",
+        Cred::Key(&key),
+        Some(ask),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 /// `portcullis user create` against the test server's own store.

@@ -124,3 +124,77 @@ async fn a_change_through_one_process_reaches_the_other() {
     drop((first, second));
     drop_schema(&schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_api_key_stops_working_on_the_other_process_too() {
+    let schema = format!("pc_bus_{}", unique_tag());
+    let channel = format!("pc-test:{schema}");
+    let client = reqwest::Client::new();
+    let first = Server::start(&schema, &channel);
+    let second = Server::start(&schema, &channel);
+    let post = |base: &str, path: &str, body: Value| {
+        client.post(format!("{base}{path}")).json(&body).send()
+    };
+    let credentials = json!({"email": "ada@example.com", "password": "correct horse battery"});
+    post(&first.base, "/auth/register", credentials.clone())
+        .await
+        .unwrap();
+    let pair: Value = post(
+        &first.base,
+        "/auth/jwt/login",
+        json!({"username": "ada@example.com", "password": "correct horse battery"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = pair["access_token"].as_str().unwrap();
+    let created: Value = client
+        .post(format!("{}/auth/api-keys/", first.base))
+        .bearer_auth(token)
+        .json(&json!({"name": "shared"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["api_key"].as_str().unwrap();
+    let me_on_second = || {
+        client
+            .get(format!("{}/users/me", second.base))
+            .header("x-api-key", key)
+            .send()
+    };
+    // Known to the second process (and now in its credential cache).
+    assert_eq!(me_on_second().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(me_on_second().await.unwrap().status(), StatusCode::OK);
+
+    let revoked = client
+        .delete(format!(
+            "{}/auth/api-keys/{}",
+            first.base,
+            created["id"].as_str().unwrap()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    // Well inside the cache's 10 s lifetime: the bus carried the change.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let status = me_on_second().await.unwrap().status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revoked key still works: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((first, second));
+    drop_schema(&schema).await;
+}
