@@ -255,6 +255,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "Admin: change account settings",
     ),
     (
+        "POST",
+        "/management/keys/rotate",
+        "Admin: a new token signing key; old ones keep verifying",
+    ),
+    (
         "PATCH",
         "/users/me",
         "Change the caller's e-mail, password or name",
@@ -374,6 +379,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/management/settings/",
             get(users::settings).patch(users::update_settings),
         )
+        .route("/management/keys/rotate", post(users::rotate_keys))
         .route("/.well-known/jwks.json", get(accounts::jwks))
         .route("/auth/ldap/{directory}/login", post(identity::ldap_login))
         .route("/auth/oauth/providers", get(identity::providers))

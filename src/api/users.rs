@@ -5,6 +5,8 @@
 //! - `GET/PATCH/DELETE /users/{id}`: one user; PATCH may also set
 //!   `is_active`, `is_superuser` and `is_verified`. 404 `USER_NOT_FOUND`.
 //! - `GET/PATCH /management/settings/`: the account settings in force.
+//! - `POST /management/keys/rotate`: a new token signing key signs from
+//!   now on; the old ones keep verifying the tokens they signed.
 
 use std::sync::Arc;
 
@@ -91,4 +93,18 @@ pub async fn update_settings(
     let settings = state.accounts.update_settings(&changes).await?;
     tracing::info!(changed = ?changes.as_object().map(|m| m.keys().collect::<Vec<_>>()), "Account settings changed.");
     Ok(Json(json!(*settings)))
+}
+
+pub async fn rotate_keys(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
+    let tokens = &state.accounts.tokens;
+    tokens
+        .add_key()
+        .await
+        .map_err(crate::services::AccountError::from)?;
+    Ok(Json(
+        json!({"signing_key": tokens.signing_kid(), "jwks": tokens.jwks()}),
+    ))
 }

@@ -112,8 +112,16 @@ impl Tokens {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
             .map_err(|_| TokenError::Sign("generated key does not parse".into()))?;
         let created_at = now();
-        // Ids sort by creation time, so the newest key is the last one.
-        let kid = format!("{created_at:012}-{}", &random_token()[..8]);
+        // Ids sort by creation, so the newest key is the last one: a
+        // millisecond clock, and past the newest id there is.
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let newest = self
+            .signing_kid()
+            .and_then(|kid| kid.split('-').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let kid = format!("{:015}-{}", millis.max(newest + 1), &random_token()[..8]);
         let stored = StoredKey {
             pkcs8: URL_SAFE_NO_PAD.encode(pkcs8.as_ref()),
             public: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
@@ -155,6 +163,15 @@ impl Tokens {
             jwks: serde_json::json!({ "keys": jwks }),
         }));
         Ok(())
+    }
+
+    /// The id of the key that signs new tokens.
+    pub fn signing_kid(&self) -> Option<String> {
+        self.ring
+            .load()
+            .signing
+            .as_ref()
+            .map(|(kid, _)| kid.clone())
     }
 
     /// `GET /.well-known/jwks.json`: every verifying key, public parts only.

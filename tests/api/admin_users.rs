@@ -292,3 +292,35 @@ async fn many_failures_from_one_address_lock_it_out_for_every_account() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn a_new_signing_key_signs_while_the_old_one_still_verifies() {
+    let app = admin_app().await;
+    register(&app, "ada@example.com", "Ada").await;
+    let before = token(&app, "ada@example.com").await;
+    let (status, rotated) =
+        as_admin(&app, reqwest::Method::POST, "/management/keys/rotate", None).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(rotated["jwks"]["keys"].as_array().unwrap().len(), 2);
+    let (_, jwks) = app.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+
+    let after = token(&app, "ada@example.com").await;
+    let kid = |jwt: &str| {
+        use base64::Engine;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwt.split('.').next().unwrap())
+            .unwrap();
+        serde_json::from_slice::<Value>(&header).unwrap()["kid"].clone()
+    };
+    assert_eq!(kid(&after), rotated["signing_key"]);
+    assert_ne!(kid(&before), kid(&after));
+    for jwt in [&before, &after] {
+        assert_eq!(
+            as_bearer(&app, reqwest::Method::GET, "/users/me", jwt, None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+}
