@@ -13,14 +13,7 @@ PORT=${LOAD_PORT:-18182}
 source scripts/bench-lib.sh
 build_release
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+workspace
 
 PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
 PORTCULLIS_STORE__PATH="$work/portcullis.db" \

@@ -24,3 +24,18 @@ wait_ready() { # port
   echo "server on port $1 did not become ready" >&2
   return 1
 }
+
+# A temporary $work directory and a $pids list of background processes,
+# both removed on exit; a script may define cleanup_extra to do more.
+workspace() {
+  work=$(mktemp -d)
+  pids=()
+  trap cleanup EXIT
+}
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if declare -f cleanup_extra > /dev/null; then cleanup_extra; fi
+  rm -rf "$work"
+}

@@ -22,14 +22,7 @@ FLOOR_PORT=${LOAD_FLOOR_PORT:-18181}
 source scripts/bench-lib.sh
 build_release
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+workspace
 
 "$helper" dataset "$work"
 

@@ -18,16 +18,11 @@ tag="pc_bench_$$"
 source scripts/bench-lib.sh
 build_release
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+cleanup_extra() {
   psql "$POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS $tag CASCADE" > /dev/null 2>&1 || true
   redis-cli -u "$REDIS_URL" --scan --pattern "$tag:*" | xargs -r redis-cli -u "$REDIS_URL" DEL > /dev/null || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
+workspace
 
 "$helper" dataset "$work" > /dev/null
 PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \

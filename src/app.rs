@@ -53,29 +53,26 @@ async fn accounts_on(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<A
 /// The accounts service on the configured active store, without serving:
 /// for the CLI.
 pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
-    let registry = Registry::open(
+    accounts_on(open_registry(config).await?.store(), config).await
+}
+
+/// The configured backends, with the active store open.
+async fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
+    Registry::open(
         &config.store,
         &config.backends,
         &config.registry.state_file,
         &config.resilience,
     )
     .await
-    .context("cannot open the active store")?;
-    accounts_on(registry.store(), config).await
+    .context("cannot open the active store")
 }
 
 impl App {
     /// Opens the store, loads and validates policies and entities, and binds
     /// the listener. Any invalid part stops here with its diagnostics.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let registry = Registry::open(
-            &config.store,
-            &config.backends,
-            &config.registry.state_file,
-            &config.resilience,
-        )
-        .await
-        .context("cannot open the active store")?;
+        let registry = open_registry(&config).await?;
         let store = registry.store();
         let identities = Arc::new(Identities::new(
             registry.clone(),

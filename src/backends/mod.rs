@@ -211,10 +211,19 @@ pub trait Store: Send + Sync {
 
 /// Reads a whole namespace through [`Store::scan`] pages.
 pub async fn scan_all(store: &dyn Store, ns: &str) -> Result<Vec<(String, Versioned)>, StoreError> {
+    scan_prefix(store, ns, "").await
+}
+
+/// Every key of a namespace that starts with `prefix`, page by page.
+pub async fn scan_prefix(
+    store: &dyn Store,
+    ns: &str,
+    prefix: &str,
+) -> Result<Vec<(String, Versioned)>, StoreError> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.scan(ns, "", cursor.as_deref(), 1000).await?;
+        let page = store.scan(ns, prefix, cursor.as_deref(), 1000).await?;
         items.extend(page.items);
         match page.next {
             Some(next) => cursor = Some(next),

@@ -205,18 +205,6 @@ impl Resilient {
     pub fn status(&self) -> (BreakerState, u64, u64) {
         self.guard.status()
     }
-
-    async fn guarded<T, F, Fut>(
-        &self,
-        retry_on: fn(&StoreError) -> bool,
-        call: F,
-    ) -> Result<T, StoreError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, StoreError>>,
-    {
-        self.guard.call(retry_on, call).await
-    }
 }
 
 /// Reads and idempotent calls: retry any transient error.
@@ -236,7 +224,9 @@ impl Store for Resilient {
     }
 
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.guarded(read_retry, || self.inner.get(ns, key)).await
+        self.guard
+            .call(read_retry, || self.inner.get(ns, key))
+            .await
     }
 
     async fn put(
@@ -246,12 +236,14 @@ impl Store for Resilient {
         value: &[u8],
         expect: Expect,
     ) -> Result<u64, StoreError> {
-        self.guarded(write_retry, || self.inner.put(ns, key, value, expect))
+        self.guard
+            .call(write_retry, || self.inner.put(ns, key, value, expect))
             .await
     }
 
     async fn delete(&self, ns: &str, key: &str, expect: Expect) -> Result<bool, StoreError> {
-        self.guarded(write_retry, || self.inner.delete(ns, key, expect))
+        self.guard
+            .call(write_retry, || self.inner.delete(ns, key, expect))
             .await
     }
 
@@ -262,27 +254,32 @@ impl Store for Resilient {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ScanPage, StoreError> {
-        self.guarded(read_retry, || self.inner.scan(ns, prefix, cursor, limit))
+        self.guard
+            .call(read_retry, || self.inner.scan(ns, prefix, cursor, limit))
             .await
     }
 
     async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
-        self.guarded(write_retry, || self.inner.transact(ops.clone()))
+        self.guard
+            .call(write_retry, || self.inner.transact(ops.clone()))
             .await
     }
 
     async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
         // Import overwrites with fixed versions: applying it twice is harmless.
-        self.guarded(read_retry, || self.inner.import(ns, items))
+        self.guard
+            .call(read_retry, || self.inner.import(ns, items))
             .await
     }
 
     async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
-        self.guarded(read_retry, || self.inner.namespaces()).await
+        self.guard
+            .call(read_retry, || self.inner.namespaces())
+            .await
     }
 
     async fn health(&self) -> Result<(), StoreError> {
-        self.guarded(read_retry, || self.inner.health()).await
+        self.guard.call(read_retry, || self.inner.health()).await
     }
 }
 

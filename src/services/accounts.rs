@@ -25,7 +25,7 @@ use super::mfa::LoginOutcome;
 use super::passwords::{self, PasswordError, Verified};
 use super::throttle::Attempt;
 use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
-use crate::backends::{Expect, Op, RedisBus, Store, StoreError, Versioned};
+use crate::backends::{Expect, Op, RedisBus, Store, StoreError, Versioned, scan_prefix};
 use crate::config::AccountsConfig;
 use crate::domain::{User, normalize_email};
 
@@ -985,22 +985,12 @@ impl Accounts {
     /// Ends every session of a user.
     pub async fn revoke_all_sessions(&self, user_id: &str) -> Result<(), AccountError> {
         let prefix = format!("{user_id}:");
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .scan(SESSIONS, &prefix, cursor.as_deref(), 500)
-                .await?;
-            for (key, _) in &page.items {
-                if let Some(sid) = key.strip_prefix(&prefix) {
-                    self.revoke_session(user_id, sid).await?;
-                }
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(()),
+        for (key, _) in scan_prefix(self.store.as_ref(), SESSIONS, &prefix).await? {
+            if let Some(sid) = key.strip_prefix(&prefix) {
+                self.revoke_session(user_id, sid).await?;
             }
         }
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 use super::accounts::{AccountError, Accounts, Authenticated, Via, decode, encode};
 use super::tokens::{digest, now, random_token};
-use crate::backends::{Expect, Op};
+use crate::backends::{Expect, Op, scan_prefix};
 
 pub const API_KEYS: &str = "api_keys";
 pub const API_KEY_INDEX: &str = "api_key_index";
@@ -137,19 +137,8 @@ impl Accounts {
     pub async fn list_api_keys(&self, user_id: &str) -> Result<Vec<ApiKey>, AccountError> {
         let prefix = format!("{user_id}:");
         let mut keys = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .scan(API_KEYS, &prefix, cursor.as_deref(), 200)
-                .await?;
-            for (key, item) in &page.items {
-                keys.push(decode::<StoredKey>(API_KEYS, key, item)?.key);
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+        for (key, item) in scan_prefix(self.store.as_ref(), API_KEYS, &prefix).await? {
+            keys.push(decode::<StoredKey>(API_KEYS, &key, &item)?.key);
         }
         keys.sort_by_key(|k| k.created_at);
         Ok(keys)

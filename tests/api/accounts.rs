@@ -45,26 +45,6 @@ async fn login_form(app: &TestApp, username: &str, password: &str) -> (StatusCod
     (status, response.json().await.unwrap())
 }
 
-async fn with_token(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 async fn me(app: &TestApp, token: &str) -> (StatusCode, Value) {
     with_token(app, reqwest::Method::GET, "/users/me", token, None).await
 }

@@ -22,27 +22,7 @@ async fn as_admin(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    as_bearer(app, method, path, TOKEN, body).await
-}
-
-async fn as_bearer(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    with_token(app, method, path, TOKEN, body).await
 }
 
 async fn register(app: &TestApp, email: &str, name: &str) -> String {
@@ -122,7 +102,7 @@ async fn admins_find_change_and_delete_users() {
     assert_eq!(changed["is_active"], false);
     assert_eq!(changed["name"], "B.");
     assert_eq!(
-        as_bearer(&app, reqwest::Method::GET, "/users/me", &bob_token, None)
+        with_token(&app, reqwest::Method::GET, "/users/me", &bob_token, None)
             .await
             .0,
         StatusCode::UNAUTHORIZED
@@ -135,7 +115,7 @@ async fn admins_find_change_and_delete_users() {
     // Made a superuser, Ada administers through the admin policies.
     let ada_token = token(&app, "ada@example.com").await;
     assert_eq!(
-        as_bearer(&app, reqwest::Method::GET, "/users", &ada_token, None)
+        with_token(&app, reqwest::Method::GET, "/users", &ada_token, None)
             .await
             .0,
         StatusCode::FORBIDDEN
@@ -148,7 +128,7 @@ async fn admins_find_change_and_delete_users() {
     )
     .await;
     assert_eq!(
-        as_bearer(&app, reqwest::Method::GET, "/users", &ada_token, None)
+        with_token(&app, reqwest::Method::GET, "/users", &ada_token, None)
             .await
             .0,
         StatusCode::OK
@@ -317,7 +297,7 @@ async fn a_new_signing_key_signs_while_the_old_one_still_verifies() {
     assert_ne!(kid(&before), kid(&after));
     for jwt in [&before, &after] {
         assert_eq!(
-            as_bearer(&app, reqwest::Method::GET, "/users/me", jwt, None)
+            with_token(&app, reqwest::Method::GET, "/users/me", jwt, None)
                 .await
                 .0,
             StatusCode::OK

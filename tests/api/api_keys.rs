@@ -28,35 +28,14 @@ async fn sign_up(app: &TestApp, email: &str) -> String {
     pair["access_token"].as_str().unwrap().to_owned()
 }
 
-enum Cred<'a> {
-    Bearer(&'a str),
-    Key(&'a str),
-    None,
-}
-
 async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
-    cred: Cred<'_>,
+    cred: Auth<'_>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, app.url(path));
-    request = match cred {
-        Cred::Bearer(token) => request.bearer_auth(token),
-        Cred::Key(key) => request.header("x-api-key", key),
-        Cred::None => request,
-    };
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    app.call(method, path, cred, body).await
 }
 
 async fn new_key(app: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
@@ -64,7 +43,7 @@ async fn new_key(app: &TestApp, token: &str, body: Value) -> (StatusCode, Value)
         app,
         reqwest::Method::POST,
         "/auth/api-keys/",
-        Cred::Bearer(token),
+        Auth::Bearer(token),
         Some(body),
     )
     .await
@@ -86,7 +65,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
         &app,
         reqwest::Method::GET,
         "/auth/api-keys/",
-        Cred::Bearer(&token),
+        Auth::Bearer(&token),
         None,
     )
     .await;
@@ -102,7 +81,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::GET,
             "/users/me",
-            Cred::Key(&key),
+            Auth::ApiKey(&key),
             None
         )
         .await
@@ -114,7 +93,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::GET,
             "/users/me",
-            Cred::Bearer(&key),
+            Auth::Bearer(&key),
             None
         )
         .await
@@ -127,7 +106,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::GET,
             "/users/me",
-            Cred::Key(&wrong_secret),
+            Auth::ApiKey(&wrong_secret),
             None
         )
         .await
@@ -139,7 +118,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::POST,
             "/auth/jwt/logout",
-            Cred::Key(&key),
+            Auth::ApiKey(&key),
             None,
         )
         .await,
@@ -160,7 +139,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::GET,
             "/users/me",
-            Cred::Key(&scoped),
+            Auth::ApiKey(&scoped),
             None,
         )
         .await,
@@ -175,7 +154,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::POST,
             "/auth/api-keys/",
-            Cred::Key(&scoped),
+            Auth::ApiKey(&scoped),
             Some(wider),
         )
         .await;
@@ -201,7 +180,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::DELETE,
             &path,
-            Cred::Bearer(&other),
+            Auth::Bearer(&other),
             None,
         )
         .await,
@@ -213,7 +192,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::DELETE,
             &path,
-            Cred::Bearer(&token),
+            Auth::Bearer(&token),
             None
         )
         .await
@@ -225,7 +204,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::GET,
             "/users/me",
-            Cred::Key(&key),
+            Auth::ApiKey(&key),
             None
         )
         .await
@@ -237,7 +216,7 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
             &app,
             reqwest::Method::DELETE,
             &path,
-            Cred::Bearer(&token),
+            Auth::Bearer(&token),
             None,
         )
         .await,
@@ -265,7 +244,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
     let key = created["api_key"].as_str().unwrap().to_owned();
     let ask = json!({"action": READ, "resource": SALARIES});
 
-    for cred in [Cred::Key(&key), Cred::Bearer(&token)] {
+    for cred in [Auth::ApiKey(&key), Auth::Bearer(&token)] {
         let (status, body) = call(
             &app,
             reqwest::Method::POST,
@@ -283,7 +262,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
         &app,
         reqwest::Method::POST,
         "/v1/is_authorized",
-        Cred::Key(&key),
+        Auth::ApiKey(&key),
         Some(json!({"principal": MALLORY, "action": READ, "resource": SALARIES})),
     )
     .await;
@@ -294,7 +273,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
             &app,
             reqwest::Method::POST,
             "/v1/is_authorized",
-            Cred::None,
+            Auth::None,
             Some(ask.clone()),
         )
         .await,
@@ -307,7 +286,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
             &app,
             reqwest::Method::POST,
             "/v1/is_authorized",
-            Cred::Key("pcl_nope"),
+            Auth::ApiKey("pcl_nope"),
             Some(ask.clone())
         )
         .await
@@ -319,7 +298,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
         &app,
         reqwest::Method::POST,
         "/v1/is_authorized/batch",
-        Cred::Key(&key),
+        Auth::ApiKey(&key),
         Some(json!({"requests": [ask.clone(), {"principal": MALLORY, "action": READ, "resource": SALARIES}]})),
     )
     .await;
@@ -332,7 +311,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
         &app,
         reqwest::Method::PATCH,
         "/users/me",
-        Cred::Bearer(&token),
+        Auth::Bearer(&token),
         Some(json!({"email": "ada@elsewhere.org"})),
     )
     .await;
@@ -341,7 +320,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
         &app,
         reqwest::Method::POST,
         "/v1/is_authorized",
-        Cred::Key(&key),
+        Auth::ApiKey(&key),
         Some(ask),
     )
     .await;
@@ -353,7 +332,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
         &app,
         reqwest::Method::DELETE,
         &path,
-        Cred::Bearer(&token),
+        Auth::Bearer(&token),
         None,
     )
     .await;
@@ -363,7 +342,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
         &app,
         reqwest::Method::POST,
         "/v1/is_authorized",
-        Cred::Key(&key),
+        Auth::ApiKey(&key),
         Some(ask),
     )
     .await;
@@ -426,7 +405,7 @@ async fn admin_routes_are_decided_by_cedar_for_signed_in_users() {
         &app,
         reqwest::Method::GET,
         "/users/me",
-        Cred::Bearer(&admin),
+        Auth::Bearer(&admin),
         None,
     )
     .await;
@@ -439,7 +418,7 @@ async fn admin_routes_are_decided_by_cedar_for_signed_in_users() {
             &app,
             reqwest::Method::GET,
             "/storage/backends",
-            Cred::Bearer(&admin),
+            Auth::Bearer(&admin),
             None
         )
         .await
@@ -449,14 +428,14 @@ async fn admin_routes_are_decided_by_cedar_for_signed_in_users() {
     let put = |cred| {
         let request = app.client.post(app.url("/storage/things/k")).body("v");
         match cred {
-            Cred::Bearer(t) => request.bearer_auth(t.to_owned()),
-            Cred::Key(k) => request.header("x-api-key", k.to_owned()),
-            Cred::None => request,
+            Auth::Bearer(t) => request.bearer_auth(t.to_owned()),
+            Auth::ApiKey(k) => request.header("x-api-key", k.to_owned()),
+            Auth::None => request,
         }
         .send()
     };
     assert_eq!(
-        put(Cred::Bearer(&admin)).await.unwrap().status(),
+        put(Auth::Bearer(&admin)).await.unwrap().status(),
         StatusCode::OK
     );
 
@@ -465,13 +444,13 @@ async fn admin_routes_are_decided_by_cedar_for_signed_in_users() {
         &app,
         reqwest::Method::GET,
         "/storage/backends",
-        Cred::Bearer(&user),
+        Auth::Bearer(&user),
         None,
     )
     .await;
     assert_error(&(status, body), StatusCode::FORBIDDEN, "FORBIDDEN");
     assert_eq!(
-        put(Cred::Bearer(&user)).await.unwrap().status(),
+        put(Auth::Bearer(&user)).await.unwrap().status(),
         StatusCode::FORBIDDEN
     );
     assert_eq!(
@@ -479,7 +458,7 @@ async fn admin_routes_are_decided_by_cedar_for_signed_in_users() {
             &app,
             reqwest::Method::GET,
             "/storage/backends",
-            Cred::None,
+            Auth::None,
             None
         )
         .await
@@ -500,7 +479,7 @@ async fn admin_routes_are_decided_by_cedar_for_signed_in_users() {
             &app,
             reqwest::Method::GET,
             "/storage/backends",
-            Cred::Key(full["api_key"].as_str().unwrap()),
+            Auth::ApiKey(full["api_key"].as_str().unwrap()),
             None
         )
         .await
@@ -512,7 +491,7 @@ async fn admin_routes_are_decided_by_cedar_for_signed_in_users() {
             &app,
             reqwest::Method::GET,
             "/storage/backends",
-            Cred::Key(narrow["api_key"].as_str().unwrap()),
+            Auth::ApiKey(narrow["api_key"].as_str().unwrap()),
             None,
         )
         .await,

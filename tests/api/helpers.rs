@@ -340,3 +340,50 @@ impl TestApp {
         Some(token)
     }
 }
+
+/// The credentials a test request carries.
+pub enum Auth<'a> {
+    Bearer(&'a str),
+    ApiKey(&'a str),
+    None,
+}
+
+impl TestApp {
+    /// Sends `body` as JSON with `auth`; answers the status and the body as
+    /// JSON (`Null` when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        request = match auth {
+            Auth::Bearer(token) => request.bearer_auth(token),
+            Auth::ApiKey(key) => request.header("x-api-key", key),
+            Auth::None => request,
+        };
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request is sent");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("response body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// `app.call` with a bearer token.
+pub async fn with_token(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    app.call(method, path, Auth::Bearer(token), body).await
+}

@@ -55,17 +55,8 @@ async fn call(
     bearer: Option<&str>,
     body: Value,
 ) -> (StatusCode, Value) {
-    let mut request = app.client.request(method, app.url(path)).json(&body);
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let auth = bearer.map_or(Auth::None, Auth::Bearer);
+    app.call(method, path, auth, Some(body)).await
 }
 
 async fn login(app: &TestApp, email: &str) -> (StatusCode, Value) {
