@@ -263,3 +263,36 @@ async fn a_mailed_token_does_not_survive_a_change_of_address() {
         "RESET_PASSWORD_BAD_TOKEN",
     );
 }
+
+#[tokio::test]
+async fn a_verification_token_for_an_address_verified_since_says_so() {
+    let app = spawn_app().await;
+    register(&app, "ada@example.com").await;
+    app.post_json(
+        "/auth/request-verify-token",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let verify = app
+        .mailed_token("ada@example.com", "Verify your e-mail address")
+        .await;
+    // A magic link proves the mailbox first.
+    app.post_json(
+        "/auth/magic-link/request",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    let magic = app
+        .mailed_token("ada@example.com", "Your sign-in link")
+        .await;
+    let (status, _) = app
+        .post_json("/auth/magic-link/login", &json!({"token": magic}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &app.post_json("/auth/verify", &json!({"token": verify}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "VERIFY_USER_ALREADY_VERIFIED",
+    );
+}

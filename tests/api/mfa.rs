@@ -335,3 +335,32 @@ async fn another_session_approves_a_waiting_login_once() {
     assert_eq!(status, StatusCode::OK, "{pair}");
     assert!(pair["access_token"].is_string());
 }
+
+#[tokio::test]
+async fn codes_without_an_enrolment_are_refused() {
+    let app = spawn_app().await;
+    app.post_json(
+        "/auth/register",
+        &json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let (_, pair) = login(&app, "ada@example.com").await;
+    let session = pair["access_token"].as_str().unwrap();
+    for (method, path) in [
+        (reqwest::Method::POST, "/mfa/totp/verify"),
+        (reqwest::Method::DELETE, "/mfa/totp"),
+    ] {
+        let reply = call(&app, method, path, Some(session), json!({"code": "123456"})).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, "MFA_NOT_ENROLLED");
+    }
+    // A login challenge needs a challenge the server issued.
+    let reply = call(
+        &app,
+        reqwest::Method::POST,
+        "/mfa/totp/verify",
+        None,
+        json!({"challenge": "mfa_0000000000000000_x", "code": "123456"}),
+    )
+    .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "MFA_CHALLENGE_INVALID");
+}
