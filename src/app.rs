@@ -127,6 +127,7 @@ impl App {
             registry,
             identities,
             accounts,
+            ext_authz: Arc::new(config.ext_authz.clone()),
         });
         Ok(App {
             listener,

@@ -21,6 +21,7 @@ mod body;
 mod decisions;
 mod entities;
 mod error;
+mod ext_authz;
 mod identity;
 mod mfa;
 mod ops;
@@ -36,13 +37,13 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tracing::Instrument;
 
 pub use error::ApiError;
 
 use crate::backends::Registry;
-use crate::config::Secret;
+use crate::config::{ExtAuthzConfig, Secret};
 use crate::services::{Accounts, Catalog, Identities};
 use crate::telemetry::Metrics;
 
@@ -58,6 +59,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub identities: Arc<Identities>,
     pub accounts: Arc<Accounts>,
+    pub ext_authz: Arc<ExtAuthzConfig>,
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.
@@ -111,6 +113,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "cedar-agent's health route: the same as /health",
     ),
     ("GET", "/ready", "Readiness"),
+    (
+        "GET",
+        "/ext_authz/{*path}",
+        "Envoy ext_authz check (any method; the prefix is configurable)",
+    ),
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/discovery", "Version, features and routes"),
     (
@@ -292,6 +299,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
 ];
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let prefix = state.ext_authz.prefix.clone();
     let entities = get(entities::list)
         .put(entities::replace)
         .patch(entities::upsert)
@@ -385,6 +393,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth/oauth/providers", get(identity::providers))
         .route("/auth/oauth/{provider}/authorize", get(identity::authorize))
         .route("/auth/oauth/{provider}/callback", get(identity::callback))
+        .route(&prefix, any(ext_authz::check))
+        .route(&format!("{prefix}/{{*path}}"), any(ext_authz::check))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -11,6 +11,7 @@
 
 mod backend;
 mod env;
+mod ext_authz;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +23,9 @@ pub use backend::{
     BackendConfig, DirectoryConfig, LdapAttributes, LdapConfig, OidcClaims, OidcConfig, stores,
 };
 pub use env::ENV_PREFIX;
+pub use ext_authz::{
+    ExtAuthzConfig, PathPattern, ResourceTemplate, RouteRule, Segment, UnmatchedRoute,
+};
 
 /// The default location of the configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/portcullis.toml";
@@ -63,6 +67,7 @@ pub struct Config {
     pub bus: Option<BusConfig>,
     pub accounts: AccountsConfig,
     pub mail: MailConfig,
+    pub ext_authz: ExtAuthzConfig,
 }
 
 /// Where account mail (verification, password reset, magic links) goes.
@@ -599,6 +604,9 @@ impl Config {
             .is_some_and(|u| !u.expose().starts_with("smtp"))
         {
             return invalid("mail.smtp_url", "must be an smtp:// or smtps:// URL");
+        }
+        if let Err((key, message)) = self.ext_authz.validate() {
+            return invalid(&format!("ext_authz.{key}"), &message);
         }
         validate_store("store", &self.store)?;
         for (name, backend) in &self.backends {

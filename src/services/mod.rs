@@ -11,6 +11,7 @@ mod identity;
 mod mail;
 mod mfa;
 mod passwords;
+mod sidecar;
 mod throttle;
 mod tokens;
 mod totp;
@@ -28,8 +29,9 @@ pub use mail::{MailError, Mailer};
 pub use mfa::{
     Delegated, Enrollment, LoginOutcome, MFA, MFA_CHALLENGES, PendingApproval, PendingLogin,
 };
+pub use sidecar::{CheckedRequest, Mapping, map_request};
 pub use throttle::LOGIN_FAILURES;
-pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens};
+pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, random_id};
 pub use users::{AdminUpdate, UserPage};
 
 /// Namespaces only Portcullis itself writes (the catalog keeps the first

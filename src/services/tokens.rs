@@ -263,6 +263,11 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// 64 random bits in hex: ids that need to be unique, not secret.
+pub fn random_id() -> String {
+    digest(&random_token())[..16].to_owned()
+}
+
 /// The hex SHA-256 of a secret: how secrets are stored and looked up.
 pub fn digest(secret: &str) -> String {
     Sha256::digest(secret.as_bytes())

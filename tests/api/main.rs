@@ -11,6 +11,7 @@ mod caching;
 mod cli;
 mod decisions;
 mod entities_schema;
+mod ext_authz;
 mod helpers;
 mod ldap;
 mod mfa;
