@@ -17,7 +17,7 @@ use crate::authz::{CacheSettings, dir_fingerprint};
 use crate::backends::{Notice, RedisBus, Registry, Store};
 use crate::config::Config;
 use crate::services::{Accounts, Catalog, Identities, Mailer, TOPIC_ACCOUNTS, Tokens};
-use crate::telemetry::Metrics;
+use crate::telemetry::{DecisionLog, Metrics};
 
 pub struct App {
     listener: TcpListener,
@@ -128,6 +128,9 @@ impl App {
             identities,
             accounts,
             ext_authz: Arc::new(config.ext_authz.clone()),
+            decision_log: Arc::new(
+                DecisionLog::start(&config.decision_log).context("cannot open the decision log")?,
+            ),
         });
         Ok(App {
             listener,

@@ -26,7 +26,8 @@ use super::{ApiError, AppState};
 use crate::authz::{
     Decided, DecisionRequest, Outcome, ResolvedIdentity, UidInput, parse_uid, user_entity, user_uid,
 };
-use crate::services::{Authenticated, Resolution};
+use crate::services::{Authenticated, Resolution, random_id};
+use crate::telemetry::{Entry, now_ms};
 
 /// The caller's own entity, stamped with its stored version so cached
 /// decisions follow changes to the user.
@@ -55,7 +56,7 @@ pub async fn is_authorized(
     JsonBody(request): JsonBody<DecisionRequest>,
 ) -> Result<Response, ApiError> {
     let caller = decision_caller(&state, &headers).await?;
-    let decided = decide(&state, &request, caller.as_ref()).await?;
+    let decided = decide(&state, &request, caller.as_ref(), HTTP).await?;
     Ok(json_response(decided.outcome.body.clone()))
 }
 
@@ -83,7 +84,13 @@ pub async fn is_authorized_batch(
             out.put_u8(b',');
         }
         let decided = match serde_json::from_value::<DecisionRequest>(item) {
-            Ok(request) => decide(&state, &request, caller.as_ref()).await,
+            Ok(request) => {
+                let origin = Origin {
+                    kind: "batch",
+                    decision_id: None,
+                };
+                decide(&state, &request, caller.as_ref(), origin).await
+            }
             Err(e) => Err(ApiError::InvalidBody(format!("requests[{index}]: {e}"))),
         };
         match decided {
@@ -95,18 +102,69 @@ pub async fn is_authorized_batch(
     Ok(json_response(out.freeze()))
 }
 
-/// Decides, with the principal's directory identity when it has one, and
-/// records the decision's metrics.
+/// Where a decision was asked for, for the decision log.
+pub(crate) struct Origin<'a> {
+    pub kind: &'static str,
+    /// The id already given to the decision (ext_authz's response header).
+    pub decision_id: Option<&'a str>,
+}
+
+pub(crate) const HTTP: Origin<'static> = Origin {
+    kind: "http",
+    decision_id: None,
+};
+
+/// Decides (see [`decide_only`]) and writes the decision log entry.
 pub(crate) async fn decide(
     state: &AppState,
     request: &DecisionRequest,
     caller: Option<&Authenticated>,
+    origin: Origin<'_>,
 ) -> Result<Decided, ApiError> {
+    let started = Instant::now();
+    let (decided, principal) = decide_only(state, request, caller).await?;
+    let log = &state.decision_log;
+    if log.enabled() && (!decided.outcome.allowed() || log.keep_allow()) {
+        let text = |uid: &Option<UidInput>| uid.as_ref().map(ToString::to_string);
+        log.record(Entry {
+            decision_id: origin.decision_id.map_or_else(random_id, str::to_owned),
+            time_ms: now_ms(),
+            origin: origin.kind,
+            principal: principal.or_else(|| text(&request.principal)),
+            action: text(&request.action),
+            resource: text(&request.resource),
+            context: request.context.clone().unwrap_or(serde_json::Value::Null),
+            decision: if decided.outcome.allowed() {
+                "Allow"
+            } else {
+                "Deny"
+            },
+            reasons: decided.outcome.reasons.clone(),
+            errors: decided.outcome.errors.clone(),
+            latency_us: started.elapsed().as_micros() as u64,
+            cache_hit: decided.cache_hit,
+        });
+    }
+    Ok(decided)
+}
+
+/// Decides, with the principal's directory identity when it has one, and
+/// records the decision's metrics. Also answers the principal it decided
+/// for when that was the caller (the request named none).
+async fn decide_only(
+    state: &AppState,
+    request: &DecisionRequest,
+    caller: Option<&Authenticated>,
+) -> Result<(Decided, Option<String>), ApiError> {
     let started = Instant::now();
     let engine = state.catalog.engine();
     let metrics = &state.metrics;
     // The caller decides as itself when it names no principal, and brings
     // its own entity when it names itself.
+    let own_principal = match (caller, &request.principal) {
+        (Some(me), None) => Some(user_uid(&me.user.id).to_string()),
+        _ => None,
+    };
     let (request, caller_identity) = match caller {
         Some(me) => {
             let uid = user_uid(&me.user.id);
@@ -145,15 +203,18 @@ pub(crate) async fn decide(
                 Resolution::Unavailable { directory, error } => {
                     metrics.identity_unavailable.inc();
                     metrics.decisions_deny.inc();
-                    return Ok(Decided {
-                        outcome: Arc::new(Outcome::fail_closed(
-                            "IDENTITY_UNAVAILABLE",
-                            format!(
-                                "the principal's directory `{directory}` could not be read and its identity is not cached: {error}"
-                            ),
-                        )),
-                        cache_hit: false,
-                    });
+                    return Ok((
+                        Decided {
+                            outcome: Arc::new(Outcome::fail_closed(
+                                "IDENTITY_UNAVAILABLE",
+                                format!(
+                                    "the principal's directory `{directory}` could not be read and its identity is not cached: {error}"
+                                ),
+                            )),
+                            cache_hit: false,
+                        },
+                        None,
+                    ));
                 }
             }
         }
@@ -173,7 +234,7 @@ pub(crate) async fn decide(
     } else if !request.has_inline_entities() {
         metrics.decision_cache_misses.inc();
     }
-    Ok(decided)
+    Ok((decided, own_principal))
 }
 
 fn json_response(body: Bytes) -> Response {

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::accounts::caller;
-use super::decisions::decide;
+use super::decisions::{Origin, decide};
 use super::{ApiError, AppState};
 use crate::authz::{DecisionRequest, UidInput, user_uid};
 use crate::config::UnmatchedRoute;
@@ -104,7 +104,11 @@ pub async fn check(
         context: Some(context),
         ..DecisionRequest::default()
     };
-    let decided = decide(&state, &request, me.as_ref()).await?;
+    let origin = Origin {
+        kind: "ext_authz",
+        decision_id: Some(&decision_id),
+    };
+    let decided = decide(&state, &request, me.as_ref(), origin).await?;
     Ok(if decided.outcome.allowed() {
         allowed(&decision_id, Some(&principal))
     } else {

@@ -45,7 +45,7 @@ pub use error::ApiError;
 use crate::backends::Registry;
 use crate::config::{ExtAuthzConfig, Secret};
 use crate::services::{Accounts, Catalog, Identities};
-use crate::telemetry::Metrics;
+use crate::telemetry::{DecisionLog, Metrics};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -60,6 +60,7 @@ pub struct AppState {
     pub identities: Arc<Identities>,
     pub accounts: Arc<Accounts>,
     pub ext_authz: Arc<ExtAuthzConfig>,
+    pub decision_log: Arc<DecisionLog>,
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.

@@ -105,6 +105,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         .metrics
         .entity_generation
         .set(engine.entities().generation as i64);
+    let log = &state.decision_log.stats;
+    state.metrics.observe_decision_log(
+        log.written.load(std::sync::atomic::Ordering::Relaxed),
+        log.dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
     for (backend, breaker, retries, failures) in state.registry.breakers() {
         state
             .metrics

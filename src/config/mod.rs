@@ -10,6 +10,7 @@
 //! `"text"`), otherwise as a plain string.
 
 mod backend;
+mod decision_log;
 mod env;
 mod ext_authz;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use backend::{
     BackendConfig, DirectoryConfig, LdapAttributes, LdapConfig, OidcClaims, OidcConfig, stores,
 };
+pub use decision_log::{DecisionLogConfig, Sink};
 pub use env::ENV_PREFIX;
 pub use ext_authz::{
     ExtAuthzConfig, PathPattern, ResourceTemplate, RouteRule, Segment, UnmatchedRoute,
@@ -68,6 +70,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub mail: MailConfig,
     pub ext_authz: ExtAuthzConfig,
+    pub decision_log: DecisionLogConfig,
 }
 
 /// Where account mail (verification, password reset, magic links) goes.
@@ -604,6 +607,9 @@ impl Config {
             .is_some_and(|u| !u.expose().starts_with("smtp"))
         {
             return invalid("mail.smtp_url", "must be an smtp:// or smtps:// URL");
+        }
+        if let Err((key, message)) = self.decision_log.validate() {
+            return invalid(&format!("decision_log.{key}"), &message);
         }
         if let Err((key, message)) = self.ext_authz.validate() {
             return invalid(&format!("ext_authz.{key}"), &message);

@@ -66,6 +66,7 @@ pub struct Metrics {
     breaker_state: IntGaugeVec,
     backend_retries: IntCounterVec,
     backend_errors: IntCounterVec,
+    decision_log: IntCounterVec,
 }
 
 impl Metrics {
@@ -153,8 +154,18 @@ impl Metrics {
         )
         .expect("static metric definition");
 
+        let decision_log = IntCounterVec::new(
+            Opts::new(
+                "decision_log_entries_total",
+                "Decision log entries by outcome: written, or dropped because the queue was full.",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+
         for collector in [
-            Box::new(breaker_state.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(decision_log.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(breaker_state.clone()),
             Box::new(backend_retries.clone()),
             Box::new(backend_errors.clone()),
             Box::new(http_requests.clone()),
@@ -207,6 +218,15 @@ impl Metrics {
             breaker_state,
             backend_retries,
             backend_errors,
+            decision_log,
+        }
+    }
+
+    /// Brings the decision log's counters up to its totals.
+    pub fn observe_decision_log(&self, written: u64, dropped: u64) {
+        for (outcome, total) in [("written", written), ("dropped", dropped)] {
+            let counter = self.decision_log.with_label_values(&[outcome]);
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 

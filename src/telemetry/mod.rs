@@ -1,10 +1,13 @@
-//! Observability: the `tracing` subscriber and the Prometheus metrics.
+//! Observability: the `tracing` subscriber, the Prometheus metrics and the
+//! decision log.
 //!
 //! Owns: log output format and filtering, the metric registry. Must not:
 //! decide anything or know about HTTP beyond the label values it is given.
 
+mod decision_log;
 mod metrics;
 
+pub use decision_log::{DecisionLog, Entry, LogStats, Writer, now_ms};
 pub use metrics::Metrics;
 
 use crate::config::{LogConfig, LogFormat};

@@ -234,3 +234,93 @@ async fn unmatched_routes_can_be_let_through_by_config() {
     .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn every_path_writes_a_decision_log_line_with_masked_fields() {
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("decisions.log");
+    let log_path = path.clone();
+    let app = spawn_app_with(move |config| {
+        config.ext_authz = Config::from_toml_str(RULES).unwrap().ext_authz;
+        config.decision_log.enabled = true;
+        config.decision_log.sink = portcullis::config::Sink::File;
+        config.decision_log.path = log_path;
+        config.decision_log.mask = vec!["ip".into()];
+    })
+    .await;
+    app.write_policy_file("sidecar.cedar", POLICY);
+    app.post_json("/v1/policies/reload", &json!({})).await;
+    app.seed_sample_entities().await;
+    let staff = token_for(&app, "ada@example.com").await;
+
+    let (status, _) = app
+        .decide(ALICE, WRITE, ONBOARDING, json!({"ip": "198.51.100.4"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .post_json(
+            "/v1/is_authorized/batch",
+            &json!({"requests": [
+                {"principal": BOB, "action": WRITE, "resource": ONBOARDING},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let checked = check(
+        &app,
+        Method::GET,
+        "/documents/onboarding",
+        "docs.example.com",
+        Some(&staff),
+    )
+    .await;
+    assert_eq!(checked.status(), StatusCode::OK);
+    let id = checked.headers()["x-portcullis-decision-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let mut lines: Vec<Value> = Vec::new();
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let origins: Vec<&str> = lines
+        .iter()
+        .map(|l| l["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(origins, ["http", "batch", "ext_authz"]);
+    assert_eq!(lines[0]["decision"], "Allow");
+    assert_eq!(lines[0]["principal"], ALICE);
+    assert_eq!(lines[0]["context"]["ip"], "***", "masked");
+    assert!(!lines[0]["reasons"].as_array().unwrap().is_empty());
+    assert_eq!(lines[1]["decision"], "Deny");
+    assert_eq!(lines[2]["decision_id"], id.as_str());
+    assert_eq!(lines[2]["context"]["ip"], "***");
+    assert!(
+        lines[2]["principal"]
+            .as_str()
+            .unwrap()
+            .starts_with("Portcullis::User::")
+    );
+    for line in &lines {
+        assert!(line["latency_us"].is_u64() && line["time_ms"].as_u64().unwrap() > 0);
+        assert_eq!(line["decision_id"].as_str().unwrap().len(), 16);
+    }
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"portcullis_decision_log_entries_total{outcome="written"}"#
+        ),
+        Some(3.0)
+    );
+}
