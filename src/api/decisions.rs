@@ -13,12 +13,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::Json;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::accounts;
 use super::body::JsonBody;
@@ -50,14 +52,54 @@ async fn decision_caller(
     Ok(caller)
 }
 
+#[derive(Deserialize)]
+pub struct DecisionQuery {
+    #[serde(default)]
+    explain: bool,
+}
+
 pub async fn is_authorized(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    Query(query): Query<DecisionQuery>,
     JsonBody(request): JsonBody<DecisionRequest>,
 ) -> Result<Response, ApiError> {
     let caller = decision_caller(&state, &headers).await?;
     let decided = decide(&state, &request, caller.as_ref(), HTTP).await?;
-    Ok(json_response(decided.outcome.body.clone()))
+    if !query.explain {
+        return Ok(json_response(decided.outcome.body.clone()));
+    }
+    Ok(Json(explain(&state, &request, &decided)?).into_response())
+}
+
+/// `?explain=true`: the answer, plus the determining policies with their
+/// source and text, and the entities the decision could read.
+fn explain(
+    state: &AppState,
+    request: &DecisionRequest,
+    decided: &Decided,
+) -> Result<serde_json::Value, ApiError> {
+    let engine = state.catalog.engine();
+    let policies = engine.policies();
+    let mut body: serde_json::Value = serde_json::from_slice(&decided.outcome.body)
+        .map_err(|e| ApiError::Internal(format!("decision body: {e}")))?;
+    let determining: Vec<_> = decided
+        .outcome
+        .reasons
+        .iter()
+        .map(|id| match policies.info(id) {
+            Some(info) => {
+                json!({"id": id, "source": info.source, "line": info.line, "text": info.content})
+            }
+            None => json!({"id": id}),
+        })
+        .collect();
+    body["explain"] = json!({
+        "policies": determining,
+        "entities": engine.entities_used(request),
+        "cache_hit": decided.cache_hit,
+    });
+    Ok(body)
 }
 
 #[derive(Deserialize)]

@@ -135,6 +135,7 @@ fn api_policy(id: String, content: String) -> PolicyInfo {
         id,
         content,
         source: PolicyOrigin::Api,
+        line: None,
     }
 }
 

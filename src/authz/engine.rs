@@ -17,7 +17,7 @@ use super::cache::{CacheSettings, DecisionCache, Generations, SliceCache};
 use super::entities::{EntitySnapshot, json_refs, merge, parse_entities};
 use super::policies::PolicySnapshot;
 use super::request::DecisionRequest;
-use super::uid::parse_uid;
+use super::uid::{UidInput, parse_uid};
 
 /// A decision with its explanation, and its JSON body ready to send.
 #[derive(Debug)]
@@ -326,6 +326,38 @@ impl Engine {
         self.slices
             .get_or_compute(root, stored.generation, || stored.closure(root))
             .0
+    }
+
+    /// The uids of the stored entities a request's decision could read:
+    /// its principal, action and resource with what they reach, or the
+    /// entities it brought along.
+    pub fn entities_used(&self, req: &DecisionRequest) -> Vec<String> {
+        let mut uids: Vec<String> = match &req.entities {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|e| {
+                    let uid = e.get("uid")?;
+                    let input = UidInput::Typed {
+                        type_name: uid.get("type")?.as_str()?.to_owned(),
+                        id: uid.get("id")?.as_str()?.to_owned(),
+                    };
+                    parse_uid(&input).ok().map(|u| u.to_string())
+                })
+                .collect(),
+            _ => {
+                let stored = self.entities.load();
+                [&req.principal, &req.action, &req.resource]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|input| parse_uid(input).ok())
+                    .flat_map(|root| stored.closure(&root))
+                    .map(|entity| entity.uid().to_string())
+                    .collect()
+            }
+        };
+        uids.sort_unstable();
+        uids.dedup();
+        uids
     }
 
     /// Whether the built-in admin policies let `principal` (described by

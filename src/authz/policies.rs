@@ -37,6 +37,9 @@ pub struct PolicyInfo {
     pub id: String,
     pub content: String,
     pub source: PolicyOrigin,
+    /// Line of its file where it starts (file policies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 /// Everything a snapshot is built from.
@@ -66,6 +69,14 @@ pub struct PolicySnapshot {
 }
 
 impl PolicySnapshot {
+    /// The application policy with this id.
+    pub fn info(&self, id: &str) -> Option<&PolicyInfo> {
+        self.policies
+            .binary_search_by(|p| p.id.as_str().cmp(id))
+            .ok()
+            .map(|i| &self.policies[i])
+    }
+
     /// Parses and validates `inputs`; any error refuses the whole set.
     pub fn build(inputs: &PolicyInputs, generation: u64) -> Result<PolicySnapshot, AuthzError> {
         let schema = inputs.schema.as_ref().map(combined_schema).transpose()?;
@@ -84,10 +95,16 @@ impl PolicySnapshot {
                             diagnostics.push(duplicate(path, &id));
                             continue;
                         }
+                        let content = policy.to_string();
+                        // The policy's text is its source, as written.
+                        let line = text
+                            .find(&content)
+                            .map(|at| text[..at].matches('\n').count() + 1);
                         infos.push(PolicyInfo {
                             id: id.clone(),
-                            content: policy.to_string(),
+                            content,
                             source: PolicyOrigin::File { path: path.clone() },
+                            line,
                         });
                         texts.insert(id, (path.clone(), text.as_str()));
                         push(&mut app, policy, path, &mut diagnostics);
@@ -108,6 +125,7 @@ impl PolicySnapshot {
                         id: id.clone(),
                         content: content.clone(),
                         source: PolicyOrigin::Api,
+                        line: None,
                     });
                     texts.insert(id.clone(), (source.clone(), content.as_str()));
                     push(&mut app, policy, &source, &mut diagnostics);

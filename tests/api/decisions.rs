@@ -255,3 +255,52 @@ async fn decisions_are_served_over_h2c_too() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["decision"], "Allow");
 }
+
+#[tokio::test]
+async fn explain_shows_the_determining_policies_at_their_lines_and_the_entities_read() {
+    let app = spawn_app().await;
+    app.seed_sample_entities().await;
+    let body = decision_request(ALICE, WRITE, ONBOARDING, json!({}));
+    let (status, plain) = app.post_json("/v1/is_authorized", &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(plain.get("explain").is_none());
+
+    let (status, explained) = app.post_json("/v1/is_authorized?explain=true", &body).await;
+    assert_eq!(status, StatusCode::OK, "{explained}");
+    assert_eq!(explained["decision"], plain["decision"]);
+    let policies = explained["explain"]["policies"].as_array().unwrap();
+    assert_eq!(
+        policies.len(),
+        plain["diagnostics"]["reason"].as_array().unwrap().len()
+    );
+    assert!(!policies.is_empty());
+    let file = std::fs::read_to_string(app.policy_dir.path().join("docs.cedar")).unwrap();
+    let lines: Vec<&str> = file.lines().collect();
+    for policy in policies {
+        assert_eq!(policy["source"]["kind"], "file");
+        assert!(
+            policy["source"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("docs.cedar")
+        );
+        let line = policy["line"].as_u64().unwrap() as usize;
+        let text = policy["text"].as_str().unwrap();
+        assert_eq!(lines[line - 1], text.lines().next().unwrap(), "{policy}");
+    }
+    let entities: Vec<&str> = explained["explain"]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    for expected in [
+        ALICE,
+        ONBOARDING,
+        r#"Docs::Folder::"handbook""#,
+        r#"Portcullis::Group::"editors""#,
+    ] {
+        assert!(entities.contains(&expected), "{expected} in {entities:?}");
+    }
+    assert!(!entities.contains(&BOB));
+}
