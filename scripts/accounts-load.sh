@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make accounts-load: what accounts cost. Login latency (Argon2id at OWASP
-# parameters, so a login is meant to be slow) and the latency of a decision
-# made with an API key (checked against the store on every request) next to
-# the same decision without credentials.
+# make accounts-load: what accounts and the sidecar cost. Login latency
+# (Argon2id at OWASP parameters, so a login is meant to be slow); a decision
+# made with an API key next to the same decision without credentials; and
+# Envoy-style ext_authz checks with a JWT principal, cached and uncached,
+# with decision logging on (to a file).
 #
 #   LOAD_DURATION=10s scripts/accounts-load.sh
 set -euo pipefail
@@ -21,6 +22,10 @@ PORTCULLIS_REGISTRY__STATE_FILE="$work/active-store" \
 PORTCULLIS_MAIL__OUTBOX_DIR="$work/outbox" \
 PORTCULLIS_POLICIES__WATCH=false \
 PORTCULLIS_LOG__LEVEL=warn \
+PORTCULLIS_EXT_AUTHZ__RULES='[{methods = ["GET"], path = "/documents/{id}", action = "Docs::Action::\"read\"", resource = {type = "Docs::Document", id = "{id}"}}]' \
+PORTCULLIS_DECISION_LOG__ENABLED=true \
+PORTCULLIS_DECISION_LOG__SINK=file \
+PORTCULLIS_DECISION_LOG__PATH="$work/decisions.log" \
   "$CARGO_TARGET_DIR/release/portcullis" serve &
 pids+=($!)
 wait_ready "$PORT"
@@ -33,7 +38,8 @@ access=$(curl -fsS "$base/auth/jwt/login" -d "{\"username\":\"$LOAD_USER\",\"pas
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 LOAD_API_KEY=$(curl -fsS "$base/auth/api-keys/" -H "Authorization: Bearer $access" -d '{"name":"load","scopes":["decide"]}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-export LOAD_API_KEY
+export LOAD_API_KEY LOAD_TOKEN=$access
+curl -fsS -H "Authorization: Bearer $access" "$base/v1/policies" -d '{"id": "load-read", "content": "permit (principal is Portcullis::User, action == Docs::Action::\"read\", resource is Docs::Document) when { principal has email };"}' > /dev/null
 
 result() { # name connections script url
   echo "$1: $(wrk -t1 -c"$2" -d"$DURATION" -s "$3" "$4" | grep '^RESULT' | sed 's/^RESULT //')"
@@ -42,3 +48,7 @@ echo "== wrk -t1 -d$DURATION"
 result "login (-c2)" 2 scripts/load/login.lua "$base/auth/jwt/login"
 result "decision, anonymous (-c8)" 8 scripts/load/decide-anonymous.lua "$base/v1/is_authorized"
 result "decision, API key (-c8)" 8 scripts/load/decide-api-key.lua "$base/v1/is_authorized"
+result "ext_authz, JWT, cached (-c8)" 8 scripts/load/ext-authz.lua "$base"
+export LOAD_UNIQUE=1
+result "ext_authz, JWT, uncached (-c8)" 8 scripts/load/ext-authz.lua "$base"
+echo "decision log: $(wc -l < "$work/decisions.log") lines written, $(curl -fsS "$base/metrics" | grep '^portcullis_decision_log_entries_total{outcome="dropped"}' | awk '{print $2}') dropped"
