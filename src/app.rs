@@ -105,7 +105,9 @@ impl App {
         }
         let catalog = Arc::new(catalog);
         let listener_task = notices.map(|rx| spawn_listener(catalog.clone(), accounts.clone(), rx));
-        let metrics = Arc::new(Metrics::new(&api::served_routes()));
+        let served = api::served_routes(&config.ext_authz.prefix);
+        let served: Vec<(&str, &str)> = served.iter().map(|(m, p)| (*m, p.as_str())).collect();
+        let metrics = Arc::new(Metrics::new(&served));
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -1,7 +1,8 @@
 //! The HTTP API: axum routing served by hyper (HTTP/1.1 and h2c), request
 //! spans and metrics, JSON errors.
 //!
-//! Routes (also served by `GET /discovery`, from [`ROUTES`]):
+//! Routes (one table, [`routes`], which also serves `GET /discovery`,
+//! `GET /openapi.json` and the metrics' route labels):
 //! - decisions: `POST /v1/is_authorized`, `POST /v1/is_authorized/batch`
 //! - policies: `GET|POST|PUT /v1/policies`, `GET|PUT|DELETE /v1/policies/{id}`,
 //!   `POST /v1/policies/reload`
@@ -24,20 +25,23 @@ mod error;
 mod ext_authz;
 mod identity;
 mod mfa;
+mod openapi;
 mod ops;
 mod policies;
 mod schema;
 mod storage;
 mod users;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::handler::Handler;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{MethodRouter, any, delete, get, patch, post, put};
 use tracing::Instrument;
 
 pub use error::ApiError;
@@ -64,338 +68,444 @@ pub struct AppState {
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.
-pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("POST", "/v1/is_authorized", "Decide one request"),
-    (
-        "POST",
-        "/v1/is_authorized/batch",
-        "Decide many requests, answers in order",
-    ),
-    ("GET", "/v1/policies", "List application policies"),
-    ("POST", "/v1/policies", "Create a policy"),
-    ("PUT", "/v1/policies", "Replace all API policies"),
-    ("GET", "/v1/policies/{id}", "Get one policy"),
-    ("PUT", "/v1/policies/{id}", "Create or replace one policy"),
-    ("DELETE", "/v1/policies/{id}", "Delete one policy"),
-    (
-        "POST",
-        "/v1/policies/reload",
-        "Reload the policy directory and stored policies",
-    ),
-    ("GET", "/v1/entities", "List stored entities"),
-    ("PUT", "/v1/entities", "Replace all stored entities"),
-    (
-        "PATCH",
-        "/v1/entities",
-        "Create or replace the given entities",
-    ),
-    ("DELETE", "/v1/entities", "Remove all stored entities"),
-    ("DELETE", "/v1/entities/{type}/{id}", "Remove one entity"),
-    ("GET", "/v1/data", "cedar-agent alias of GET /v1/entities"),
-    ("PUT", "/v1/data", "cedar-agent alias of PUT /v1/entities"),
-    ("PATCH", "/v1/data", "Alias of PATCH /v1/entities"),
-    (
-        "DELETE",
-        "/v1/data",
-        "cedar-agent alias of DELETE /v1/entities",
-    ),
-    ("GET", "/v1/schema", "Get the application schema"),
-    ("PUT", "/v1/schema", "Set the application schema"),
-    ("DELETE", "/v1/schema", "Remove the application schema"),
-    ("GET", "/health", "Liveness and store status"),
-    (
-        "GET",
-        "/",
-        "cedar-agent's health route: the same as /health",
-    ),
-    (
-        "GET",
-        "/v1",
-        "cedar-agent's health route: the same as /health",
-    ),
-    ("GET", "/ready", "Readiness"),
-    (
-        "GET",
-        "/ext_authz/{*path}",
-        "Envoy ext_authz check (any method; the prefix is configurable)",
-    ),
-    ("GET", "/metrics", "Prometheus metrics"),
-    ("GET", "/discovery", "Version, features and routes"),
-    (
-        "GET",
-        "/storage/backends",
-        "Admin: every backend with its kind, role, health and breaker",
-    ),
-    (
-        "POST",
-        "/storage/switch/{backend}",
-        "Admin: make another store the active one, losing nothing",
-    ),
-    (
-        "GET",
-        "/storage/{namespace}",
-        "Admin: keys of a namespace, paged",
-    ),
-    (
-        "GET",
-        "/storage/{namespace}/{key}",
-        "Admin: one stored value (ETag = version)",
-    ),
-    (
-        "POST",
-        "/storage/{namespace}/{key}",
-        "Admin: store a value (If-Match, If-None-Match)",
-    ),
-    (
-        "DELETE",
-        "/storage/{namespace}/{key}",
-        "Admin: remove a value (If-Match)",
-    ),
-    ("POST", "/auth/register", "Create an account"),
-    (
-        "POST",
-        "/auth/jwt/login",
-        "Password login (OAuth2 form or JSON): access and refresh tokens",
-    ),
-    (
-        "POST",
-        "/auth/jwt/refresh",
-        "Trade a refresh token for a new pair",
-    ),
-    ("POST", "/auth/jwt/logout", "End the caller's session"),
-    (
-        "POST",
-        "/auth/request-verify-token",
-        "Mail a verification token (202 always)",
-    ),
-    (
-        "POST",
-        "/auth/verify",
-        "Verify an e-mail address with its token",
-    ),
-    (
-        "POST",
-        "/auth/forgot-password",
-        "Mail a password reset token (202 always)",
-    ),
-    (
-        "POST",
-        "/auth/reset-password",
-        "Set a new password with a reset token; ends every session",
-    ),
-    (
-        "POST",
-        "/auth/magic-link/request",
-        "Mail a sign-in link (202 always)",
-    ),
-    (
-        "POST",
-        "/auth/magic-link/login",
-        "Sign in with a magic-link token",
-    ),
-    (
-        "GET",
-        "/auth/api-keys/",
-        "The caller's API keys (no secrets)",
-    ),
-    (
-        "POST",
-        "/auth/api-keys/",
-        "Create an API key (its secret is shown once)",
-    ),
-    ("DELETE", "/auth/api-keys/{key_id}", "Revoke an API key"),
-    (
-        "POST",
-        "/mfa/totp/enroll",
-        "Start TOTP enrolment: secret and otpauth URI",
-    ),
-    (
-        "POST",
-        "/mfa/totp/verify",
-        "Confirm enrolment, or complete a login challenge with a code",
-    ),
-    (
-        "DELETE",
-        "/mfa/totp",
-        "Remove the caller's TOTP (needs a code)",
-    ),
-    (
-        "GET",
-        "/mfa/delegated/pending",
-        "The caller's logins waiting for approval",
-    ),
-    (
-        "POST",
-        "/mfa/delegated/approve",
-        "Approve or deny a waiting login",
-    ),
-    (
-        "POST",
-        "/mfa/delegated/complete",
-        "The waiting login collects its tokens once approved",
-    ),
-    (
-        "DELETE",
-        "/users/{id}/mfa",
-        "Admin: remove a user's second factor",
-    ),
-    ("GET", "/users/me", "The caller's profile"),
-    ("GET", "/users", "Admin: users, paged, with ?q= search"),
-    ("GET", "/users/{id}", "Admin: one user"),
-    (
-        "PATCH",
-        "/users/{id}",
-        "Admin: change a user, flags included",
-    ),
-    (
-        "DELETE",
-        "/users/{id}",
-        "Admin: delete a user, its keys and sessions",
-    ),
-    (
-        "GET",
-        "/management/settings/",
-        "Admin: the account settings in force",
-    ),
-    (
-        "PATCH",
-        "/management/settings/",
-        "Admin: change account settings",
-    ),
-    (
-        "POST",
-        "/management/keys/rotate",
-        "Admin: a new token signing key; old ones keep verifying",
-    ),
-    (
-        "PATCH",
-        "/users/me",
-        "Change the caller's e-mail, password or name",
-    ),
-    (
-        "GET",
-        "/.well-known/jwks.json",
-        "Public keys that sign access tokens",
-    ),
-    (
-        "POST",
-        "/auth/ldap/{directory}/login",
-        "Sign in with an LDAP password",
-    ),
-    (
-        "GET",
-        "/auth/oauth/providers",
-        "The configured OIDC providers",
-    ),
-    (
-        "GET",
-        "/auth/oauth/{provider}/authorize",
-        "Start an OIDC sign-in (redirects)",
-    ),
-    (
-        "GET",
-        "/auth/oauth/{provider}/callback",
-        "Finish an OIDC sign-in and link the identity",
-    ),
-];
+/// One route: method, path template, what it does, and its handler. The
+/// router, `/discovery`, the metrics' route labels and the OpenAPI document
+/// all come from [`routes`], so none of them can leave a route out.
+pub struct Route {
+    pub method: &'static str,
+    pub path: String,
+    pub about: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn route<H, T>(method: &'static str, path: &str, about: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    let handler = match method {
+        "ANY" => any(handler),
+        "GET" => get(handler),
+        "POST" => post(handler),
+        "PUT" => put(handler),
+        "PATCH" => patch(handler),
+        "DELETE" => delete(handler),
+        other => unreachable!("no route is declared with method {other}"),
+    };
+    Route {
+        method,
+        path: path.to_owned(),
+        about,
+        handler,
+    }
+}
+
+/// Every route. `ext_authz_prefix` is where ext_authz checks are served.
+pub fn routes(ext_authz_prefix: &str) -> Vec<Route> {
+    vec![
+        route(
+            "POST",
+            "/v1/is_authorized",
+            "Decide one request",
+            decisions::is_authorized,
+        ),
+        route(
+            "POST",
+            "/v1/is_authorized/batch",
+            "Decide many requests, answers in order",
+            decisions::is_authorized_batch,
+        ),
+        route(
+            "GET",
+            "/v1/policies",
+            "List application policies",
+            policies::list,
+        ),
+        route("POST", "/v1/policies", "Create a policy", policies::create),
+        route(
+            "PUT",
+            "/v1/policies",
+            "Replace all API policies",
+            policies::replace_all,
+        ),
+        route("GET", "/v1/policies/{id}", "Get one policy", policies::get),
+        route(
+            "PUT",
+            "/v1/policies/{id}",
+            "Create or replace one policy",
+            policies::upsert,
+        ),
+        route(
+            "DELETE",
+            "/v1/policies/{id}",
+            "Delete one policy",
+            policies::delete,
+        ),
+        route(
+            "POST",
+            "/v1/policies/reload",
+            "Reload the policy directory and stored policies",
+            policies::reload,
+        ),
+        route(
+            "GET",
+            "/v1/entities",
+            "List stored entities",
+            entities::list,
+        ),
+        route(
+            "PUT",
+            "/v1/entities",
+            "Replace all stored entities",
+            entities::replace,
+        ),
+        route(
+            "PATCH",
+            "/v1/entities",
+            "Create or replace the given entities",
+            entities::upsert,
+        ),
+        route(
+            "DELETE",
+            "/v1/entities",
+            "Remove all stored entities",
+            entities::clear,
+        ),
+        route(
+            "DELETE",
+            "/v1/entities/{type}/{id}",
+            "Remove one entity",
+            entities::delete_one,
+        ),
+        route(
+            "GET",
+            "/v1/data",
+            "cedar-agent alias of GET /v1/entities",
+            entities::list,
+        ),
+        route(
+            "PUT",
+            "/v1/data",
+            "cedar-agent alias of PUT /v1/entities",
+            entities::replace,
+        ),
+        route(
+            "PATCH",
+            "/v1/data",
+            "Alias of PATCH /v1/entities",
+            entities::upsert,
+        ),
+        route(
+            "DELETE",
+            "/v1/data",
+            "cedar-agent alias of DELETE /v1/entities",
+            entities::clear,
+        ),
+        route(
+            "GET",
+            "/v1/schema",
+            "Get the application schema",
+            schema::get,
+        ),
+        route(
+            "PUT",
+            "/v1/schema",
+            "Set the application schema",
+            schema::put,
+        ),
+        route(
+            "DELETE",
+            "/v1/schema",
+            "Remove the application schema",
+            schema::delete,
+        ),
+        route("GET", "/health", "Liveness and store status", ops::health),
+        route(
+            "GET",
+            "/",
+            "cedar-agent's health route: the same as /health",
+            ops::health,
+        ),
+        route(
+            "GET",
+            "/v1",
+            "cedar-agent's health route: the same as /health",
+            ops::health,
+        ),
+        route("GET", "/ready", "Readiness", ops::ready),
+        route("GET", "/metrics", "Prometheus metrics", ops::metrics),
+        route(
+            "GET",
+            "/discovery",
+            "Version, features and routes",
+            ops::discovery,
+        ),
+        route(
+            "GET",
+            "/storage/backends",
+            "Admin: every backend with its kind, role, health and breaker",
+            storage::backends,
+        ),
+        route(
+            "POST",
+            "/storage/switch/{backend}",
+            "Admin: make another store the active one, losing nothing",
+            storage::switch,
+        ),
+        route(
+            "GET",
+            "/storage/{namespace}",
+            "Admin: keys of a namespace, paged",
+            storage::list,
+        ),
+        route(
+            "GET",
+            "/storage/{namespace}/{key}",
+            "Admin: one stored value (ETag = version)",
+            storage::get,
+        ),
+        route(
+            "POST",
+            "/storage/{namespace}/{key}",
+            "Admin: store a value (If-Match, If-None-Match)",
+            storage::put,
+        ),
+        route(
+            "DELETE",
+            "/storage/{namespace}/{key}",
+            "Admin: remove a value (If-Match)",
+            storage::delete,
+        ),
+        route(
+            "POST",
+            "/auth/register",
+            "Create an account",
+            accounts::register,
+        ),
+        route(
+            "POST",
+            "/auth/jwt/login",
+            "Password login (OAuth2 form or JSON): access and refresh tokens",
+            accounts::login,
+        ),
+        route(
+            "POST",
+            "/auth/jwt/refresh",
+            "Trade a refresh token for a new pair",
+            accounts::refresh,
+        ),
+        route(
+            "POST",
+            "/auth/jwt/logout",
+            "End the caller's session",
+            accounts::logout,
+        ),
+        route(
+            "POST",
+            "/auth/request-verify-token",
+            "Mail a verification token (202 always)",
+            accounts::request_verify_token,
+        ),
+        route(
+            "POST",
+            "/auth/verify",
+            "Verify an e-mail address with its token",
+            accounts::verify,
+        ),
+        route(
+            "POST",
+            "/auth/forgot-password",
+            "Mail a password reset token (202 always)",
+            accounts::forgot_password,
+        ),
+        route(
+            "POST",
+            "/auth/reset-password",
+            "Set a new password with a reset token; ends every session",
+            accounts::reset_password,
+        ),
+        route(
+            "POST",
+            "/auth/magic-link/request",
+            "Mail a sign-in link (202 always)",
+            accounts::request_magic_link,
+        ),
+        route(
+            "POST",
+            "/auth/magic-link/login",
+            "Sign in with a magic-link token",
+            accounts::magic_login,
+        ),
+        route(
+            "GET",
+            "/auth/api-keys/",
+            "The caller's API keys (no secrets)",
+            accounts::list_api_keys,
+        ),
+        route(
+            "POST",
+            "/auth/api-keys/",
+            "Create an API key (its secret is shown once)",
+            accounts::create_api_key,
+        ),
+        route(
+            "DELETE",
+            "/auth/api-keys/{key_id}",
+            "Revoke an API key",
+            accounts::revoke_api_key,
+        ),
+        route(
+            "POST",
+            "/mfa/totp/enroll",
+            "Start TOTP enrolment: secret and otpauth URI",
+            mfa::enroll,
+        ),
+        route(
+            "POST",
+            "/mfa/totp/verify",
+            "Confirm enrolment, or complete a login challenge with a code",
+            mfa::verify,
+        ),
+        route(
+            "DELETE",
+            "/mfa/totp",
+            "Remove the caller's TOTP (needs a code)",
+            mfa::disable,
+        ),
+        route(
+            "GET",
+            "/mfa/delegated/pending",
+            "The caller's logins waiting for approval",
+            mfa::pending,
+        ),
+        route(
+            "POST",
+            "/mfa/delegated/approve",
+            "Approve or deny a waiting login",
+            mfa::approve,
+        ),
+        route(
+            "POST",
+            "/mfa/delegated/complete",
+            "The waiting login collects its tokens once approved",
+            mfa::complete,
+        ),
+        route(
+            "DELETE",
+            "/users/{id}/mfa",
+            "Admin: remove a user's second factor",
+            mfa::admin_reset,
+        ),
+        route("GET", "/users/me", "The caller's profile", accounts::me),
+        route(
+            "GET",
+            "/users",
+            "Admin: users, paged, with ?q= search",
+            users::list,
+        ),
+        route("GET", "/users/{id}", "Admin: one user", users::get),
+        route(
+            "PATCH",
+            "/users/{id}",
+            "Admin: change a user, flags included",
+            users::update,
+        ),
+        route(
+            "DELETE",
+            "/users/{id}",
+            "Admin: delete a user, its keys and sessions",
+            users::delete,
+        ),
+        route(
+            "GET",
+            "/management/settings/",
+            "Admin: the account settings in force",
+            users::settings,
+        ),
+        route(
+            "PATCH",
+            "/management/settings/",
+            "Admin: change account settings",
+            users::update_settings,
+        ),
+        route(
+            "POST",
+            "/management/keys/rotate",
+            "Admin: a new token signing key; old ones keep verifying",
+            users::rotate_keys,
+        ),
+        route(
+            "PATCH",
+            "/users/me",
+            "Change the caller's e-mail, password or name",
+            accounts::update_me,
+        ),
+        route(
+            "GET",
+            "/.well-known/jwks.json",
+            "Public keys that sign access tokens",
+            accounts::jwks,
+        ),
+        route(
+            "POST",
+            "/auth/ldap/{directory}/login",
+            "Sign in with an LDAP password",
+            identity::ldap_login,
+        ),
+        route(
+            "GET",
+            "/auth/oauth/providers",
+            "The configured OIDC providers",
+            identity::providers,
+        ),
+        route(
+            "GET",
+            "/auth/oauth/{provider}/authorize",
+            "Start an OIDC sign-in (redirects)",
+            identity::authorize,
+        ),
+        route(
+            "GET",
+            "/auth/oauth/{provider}/callback",
+            "Finish an OIDC sign-in and link the identity",
+            identity::callback,
+        ),
+        route(
+            "ANY",
+            ext_authz_prefix,
+            "Envoy ext_authz check of the path `/` (any method)",
+            ext_authz::check,
+        ),
+        route(
+            "ANY",
+            &format!("{ext_authz_prefix}/{{*path}}"),
+            "Envoy ext_authz check (any method; the prefix is configurable)",
+            ext_authz::check,
+        ),
+        route(
+            "GET",
+            "/openapi.json",
+            "This API as an OpenAPI 3.1 document",
+            openapi::document,
+        ),
+    ]
+}
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let prefix = state.ext_authz.prefix.clone();
-    let entities = get(entities::list)
-        .put(entities::replace)
-        .patch(entities::upsert)
-        .delete(entities::clear);
-    Router::new()
-        .route("/v1/is_authorized", post(decisions::is_authorized))
-        .route(
-            "/v1/is_authorized/batch",
-            post(decisions::is_authorized_batch),
-        )
-        .route(
-            "/v1/policies",
-            get(policies::list)
-                .post(policies::create)
-                .put(policies::replace_all),
-        )
-        .route("/v1/policies/reload", post(policies::reload))
-        .route(
-            "/v1/policies/{id}",
-            get(policies::get)
-                .put(policies::upsert)
-                .delete(policies::delete),
-        )
-        .route("/v1/entities", entities.clone())
-        .route("/v1/data", entities)
-        .route(
-            "/v1/entities/{type}/{id}",
-            axum::routing::delete(entities::delete_one),
-        )
-        .route(
-            "/v1/schema",
-            get(schema::get).put(schema::put).delete(schema::delete),
-        )
-        .route("/", get(ops::health))
-        .route("/v1", get(ops::health))
-        .route("/health", get(ops::health))
-        .route("/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/discovery", get(ops::discovery))
-        .route("/storage/backends", get(storage::backends))
-        .route("/storage/switch/{backend}", post(storage::switch))
-        .route("/storage/{namespace}", get(storage::list))
-        .route(
-            "/storage/{namespace}/{key}",
-            get(storage::get).post(storage::put).delete(storage::delete),
-        )
-        .route("/auth/register", post(accounts::register))
-        .route("/auth/jwt/login", post(accounts::login))
-        .route("/auth/jwt/refresh", post(accounts::refresh))
-        .route("/auth/jwt/logout", post(accounts::logout))
-        .route(
-            "/auth/request-verify-token",
-            post(accounts::request_verify_token),
-        )
-        .route("/auth/verify", post(accounts::verify))
-        .route("/auth/forgot-password", post(accounts::forgot_password))
-        .route("/auth/reset-password", post(accounts::reset_password))
-        .route(
-            "/auth/magic-link/request",
-            post(accounts::request_magic_link),
-        )
-        .route("/auth/magic-link/login", post(accounts::magic_login))
-        .route(
-            "/auth/api-keys/",
-            get(accounts::list_api_keys).post(accounts::create_api_key),
-        )
-        .route(
-            "/auth/api-keys/{key_id}",
-            axum::routing::delete(accounts::revoke_api_key),
-        )
-        .route("/mfa/totp/enroll", post(mfa::enroll))
-        .route("/mfa/totp/verify", post(mfa::verify))
-        .route("/mfa/totp", axum::routing::delete(mfa::disable))
-        .route("/mfa/delegated/pending", get(mfa::pending))
-        .route("/mfa/delegated/approve", post(mfa::approve))
-        .route("/mfa/delegated/complete", post(mfa::complete))
-        .route("/users/{id}/mfa", axum::routing::delete(mfa::admin_reset))
-        .route("/users/me", get(accounts::me).patch(accounts::update_me))
-        .route("/users", get(users::list))
-        .route(
-            "/users/{id}",
-            get(users::get).patch(users::update).delete(users::delete),
-        )
-        .route(
-            "/management/settings/",
-            get(users::settings).patch(users::update_settings),
-        )
-        .route("/management/keys/rotate", post(users::rotate_keys))
-        .route("/.well-known/jwks.json", get(accounts::jwks))
-        .route("/auth/ldap/{directory}/login", post(identity::ldap_login))
-        .route("/auth/oauth/providers", get(identity::providers))
-        .route("/auth/oauth/{provider}/authorize", get(identity::authorize))
-        .route("/auth/oauth/{provider}/callback", get(identity::callback))
-        .route(&prefix, any(ext_authz::check))
-        .route(&format!("{prefix}/{{*path}}"), any(ext_authz::check))
+    // Methods of one path are merged into one method router.
+    let mut by_path: BTreeMap<String, MethodRouter<Arc<AppState>>> = BTreeMap::new();
+    for route in routes(&state.ext_authz.prefix) {
+        let merged = match by_path.remove(&route.path) {
+            Some(existing) => existing.merge(route.handler),
+            None => route.handler,
+        };
+        by_path.insert(route.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(&path, handler);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -433,6 +543,9 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
 }
 
 /// `(method, path)` of every route the router serves, for metrics.
-pub fn served_routes() -> Vec<(&'static str, &'static str)> {
-    ROUTES.iter().map(|(m, p, _)| (*m, *p)).collect()
+pub fn served_routes(ext_authz_prefix: &str) -> Vec<(&'static str, String)> {
+    routes(ext_authz_prefix)
+        .into_iter()
+        .map(|r| (r.method, r.path))
+        .collect()
 }

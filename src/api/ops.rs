@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{AppState, ROUTES};
+use super::{AppState, routes};
 use crate::backends::BreakerState;
 
 #[derive(Serialize)]
@@ -122,9 +122,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 pub async fn discovery(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let routes: Vec<_> = ROUTES
+    let routes: Vec<_> = routes(&state.ext_authz.prefix)
         .iter()
-        .map(|(method, path, about)| json!({"method": method, "path": path, "description": about}))
+        .map(|r| json!({"method": r.method, "path": r.path, "description": r.about}))
         .collect();
     Json(json!({
         "name": "portcullis",

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use portcullis::api::ROUTES;
+use portcullis::api::routes;
 use reqwest::{Method, StatusCode};
 
 use crate::helpers::*;
@@ -78,9 +78,9 @@ async fn discovery_lists_every_route() {
             )
         })
         .collect();
-    let expected: BTreeSet<(String, String)> = ROUTES
-        .iter()
-        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+    let expected: BTreeSet<(String, String)> = routes("/ext_authz")
+        .into_iter()
+        .map(|r| (r.method.to_owned(), r.path))
         .collect();
     assert_eq!(listed, expected);
     assert_eq!(body["features"]["store"], "sqlite");
@@ -92,7 +92,8 @@ async fn every_listed_route_is_routed() {
     let app = spawn_app().await;
     app.seed_sample_entities().await;
 
-    for (method, template, _) in ROUTES {
+    for route in routes("/ext_authz") {
+        let (method, template) = (route.method, route.path.replace("{*path}", "x"));
         let path = if template.starts_with("/v1/entities/") {
             template
                 .replace("{type}", "Portcullis::User")
@@ -127,4 +128,43 @@ async fn server_stops_cleanly_when_the_shutdown_future_fires() {
     let fresh = reqwest::Client::new();
     let refused = fresh.get(app.url("/health")).send().await;
     assert!(refused.is_err(), "no longer accepting connections");
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let app = spawn_app().await;
+    let (status, spec) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(spec["openapi"], "3.1.0");
+    for route in routes("/ext_authz") {
+        let path = route.path.replace("{*", "{");
+        let method = match route.method {
+            "ANY" => "get".to_owned(),
+            other => other.to_ascii_lowercase(),
+        };
+        let operation = &spec["paths"][&path][&method];
+        assert!(
+            operation.is_object(),
+            "{method} {path} is missing from the spec"
+        );
+        assert_eq!(
+            operation["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error",
+            "{method} {path}"
+        );
+        for name in path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
+            let declared = operation["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == name));
+            assert!(declared, "{method} {path}: parameter {name}");
+        }
+    }
+    assert_eq!(
+        spec["paths"]["/v1/is_authorized"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/DecisionRequest"
+    );
 }

@@ -1,0 +1,229 @@
+//! `GET /openapi.json`: this API as an OpenAPI 3.1 document, generated from
+//! the route table (so no route can be missing from it), with the bodies of
+//! the main routes described and the error shape every route shares.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Map, Value, json};
+
+use super::{AppState, routes};
+
+pub async fn document(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(build(&state.ext_authz.prefix))
+}
+
+/// Methods an `ANY` route is listed under.
+const ANY: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+pub fn build(ext_authz_prefix: &str) -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for route in routes(ext_authz_prefix) {
+        let path = route.path.replace("{*", "{");
+        let methods: Vec<String> = match route.method {
+            "ANY" => ANY.iter().map(|m| (*m).to_owned()).collect(),
+            other => vec![other.to_ascii_lowercase()],
+        };
+        for method in methods {
+            let operation = operation(&method, &route.path, route.about);
+            let entry = paths.entry(path.clone()).or_insert_with(|| json!({}));
+            entry[method] = operation;
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Portcullis",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A Cedar policy decision point that runs beside your services; cedar-agent's API plus accounts, directories and Envoy ext_authz.",
+        },
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+fn operation(method: &str, template: &str, about: &str) -> Value {
+    let parameters: Vec<Value> = template
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            json!({"name": name.trim_start_matches('*'), "in": "path", "required": true, "schema": {"type": "string"}})
+        })
+        .collect();
+    let (request, response) = bodies(method, template);
+    let mut responses = Map::new();
+    let (status, schema) = response;
+    let mut ok = json!({"description": "success"});
+    if let Some(schema) = schema {
+        ok["content"] = json!({"application/json": {"schema": schema}});
+    }
+    responses.insert(status.to_owned(), ok);
+    responses.insert(
+        "default".into(),
+        json!({"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+    );
+    let mut op = json!({
+        "summary": about,
+        "operationId": format!("{method}{}", template.replace(['/', '{', '}', '*', '.', '-'], "_")),
+        "responses": responses,
+    });
+    if !parameters.is_empty() {
+        op["parameters"] = Value::Array(parameters);
+    }
+    if let Some(schema) = request {
+        op["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    op
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// The request and success response schemas of the routes that have them.
+fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option<Value>)) {
+    let object = json!({"type": "object"});
+    match (method, template) {
+        ("post", "/v1/is_authorized") => (
+            Some(schema_ref("DecisionRequest")),
+            ("200", Some(schema_ref("Decision"))),
+        ),
+        ("post", "/v1/is_authorized/batch") => (
+            Some(
+                json!({"type": "object", "required": ["requests"], "properties": {"requests": {"type": "array", "items": schema_ref("DecisionRequest")}}}),
+            ),
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "properties": {"results": {"type": "array", "items": {"oneOf": [schema_ref("Decision"), schema_ref("Error")]}}}}),
+                ),
+            ),
+        ),
+        ("post", "/auth/register") => (
+            Some(
+                json!({"type": "object", "required": ["email", "password"], "properties": {"email": {"type": "string"}, "password": {"type": "string"}, "name": {"type": "string"}}}),
+            ),
+            ("201", Some(schema_ref("User"))),
+        ),
+        ("post", "/auth/jwt/login") => (
+            Some(
+                json!({"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string"}, "password": {"type": "string"}}}),
+            ),
+            ("200", Some(schema_ref("TokenPair"))),
+        ),
+        ("post", "/auth/jwt/refresh") => (
+            Some(
+                json!({"type": "object", "required": ["refresh_token"], "properties": {"refresh_token": {"type": "string"}}}),
+            ),
+            ("200", Some(schema_ref("TokenPair"))),
+        ),
+        ("get", "/users/me")
+        | ("patch", "/users/me")
+        | ("get", "/users/{id}")
+        | ("patch", "/users/{id}") => (
+            (method == "patch").then(|| object.clone()),
+            ("200", Some(schema_ref("User"))),
+        ),
+        ("post", "/auth/request-verify-token")
+        | ("post", "/auth/forgot-password")
+        | ("post", "/auth/magic-link/request") => (
+            Some(
+                json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            ),
+            ("202", None),
+        ),
+        ("post", "/auth/jwt/logout")
+        | ("delete", "/auth/api-keys/{key_id}")
+        | ("delete", "/users/{id}")
+        | ("delete", "/users/{id}/mfa")
+        | ("delete", "/mfa/totp")
+        | ("post", "/mfa/delegated/approve") => (
+            (method != "delete" || template == "/mfa/totp").then(|| object.clone()),
+            ("204", None),
+        ),
+        (_, "/metrics") => (None, ("200", Some(json!({"type": "string"})))),
+        (_, path) if path.starts_with("/ext_authz") => (None, ("200", None)),
+        ("post" | "put" | "patch", _) => (Some(json!({})), ("200", Some(json!({})))),
+        _ => (None, ("200", Some(json!({})))),
+    }
+}
+
+fn components() -> Value {
+    let uid = json!({"oneOf": [
+        {"type": "string", "description": "Cedar uid, e.g. Docs::Document::\"d1\""},
+        {"type": "object", "required": ["type", "id"], "properties": {"type": {"type": "string"}, "id": {"type": "string"}}},
+    ]});
+    json!({
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "diagnostics": {"type": "array", "items": {"type": "object"}},
+                    },
+                }},
+            },
+            "Uid": uid,
+            "DecisionRequest": {
+                "type": "object",
+                "properties": {
+                    "principal": {"$ref": "#/components/schemas/Uid"},
+                    "action": {"$ref": "#/components/schemas/Uid"},
+                    "resource": {"$ref": "#/components/schemas/Uid"},
+                    "context": {"type": ["object", "null"]},
+                    "entities": {"type": ["array", "null"]},
+                    "additional_entities": {"type": ["array", "null"]},
+                },
+            },
+            "Decision": {
+                "type": "object",
+                "required": ["decision", "diagnostics"],
+                "properties": {
+                    "decision": {"enum": ["Allow", "Deny"]},
+                    "diagnostics": {"type": "object", "properties": {
+                        "reason": {"type": "array", "items": {"type": "string"}},
+                        "errors": {"type": "array", "items": {"type": "string"}},
+                    }},
+                    "error": {"type": "object"},
+                    "explain": {"type": "object"},
+                },
+            },
+            "TokenPair": {
+                "type": "object",
+                "properties": {
+                    "access_token": {"type": "string"},
+                    "token_type": {"type": "string"},
+                    "refresh_token": {"type": "string"},
+                    "expires_in": {"type": "integer"},
+                    "mfa_required": {"type": "boolean"},
+                    "challenge": {"type": "string"},
+                },
+            },
+            "User": {
+                "type": "object",
+                "required": ["id", "email", "is_active", "is_verified", "is_superuser"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "email": {"type": "string"},
+                    "is_active": {"type": "boolean"},
+                    "is_verified": {"type": "boolean"},
+                    "is_superuser": {"type": "boolean"},
+                    "name": {"type": ["string", "null"]},
+                    "created_at": {"type": "integer"},
+                    "updated_at": {"type": "integer"},
+                },
+            },
+        },
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        },
+    })
+}
