@@ -17,6 +17,7 @@ mod dataset;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -42,15 +43,27 @@ fn main() -> anyhow::Result<()> {
     {
         ["dataset", dir] => write_dataset(Path::new(dir)),
         ["floor", addr] => serve_floor(addr.parse()?),
-        ["rate", addr, rate, seconds, mode] => fixed_rate(
-            addr.parse()?,
-            rate.parse()?,
-            seconds.parse()?,
-            *mode == "unique",
-        ),
+        ["rate", addr, rate, seconds, mode] => {
+            let mode = match *mode {
+                "repeated" => Mode::Decide { unique: false },
+                "unique" => Mode::Decide { unique: true },
+                "ext-authz" | "ext-authz-unique" => Mode::ExtAuthz {
+                    unique: *mode == "ext-authz-unique",
+                    token: std::env::var("LOAD_TOKEN")
+                        .map_err(|_| anyhow::anyhow!("ext-authz modes need LOAD_TOKEN"))?,
+                },
+                other => anyhow::bail!("unknown mode {other}"),
+            };
+            fixed_rate(
+                addr.parse()?,
+                rate.parse()?,
+                seconds.parse()?,
+                Arc::new(mode),
+            )
+        }
         [] => Ok(()),
         other => anyhow::bail!(
-            "usage: load dataset DIR | floor ADDR | rate ADDR RATE SECONDS repeated|unique (got {other:?})"
+            "usage: load dataset DIR | floor ADDR | rate ADDR RATE SECONDS repeated|unique|ext-authz|ext-authz-unique (got {other:?})"
         ),
     }
 }
@@ -106,7 +119,15 @@ fn serve_floor(addr: SocketAddr) -> anyhow::Result<()> {
 /// Connections the fixed-rate client spreads its requests over.
 const RATE_CONNECTIONS: u32 = 16;
 
-fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow::Result<()> {
+/// What the fixed-rate client sends.
+enum Mode {
+    /// `POST /v1/is_authorized`: the same request, or a new one each time.
+    Decide { unique: bool },
+    /// Envoy-style `GET /ext_authz/documents/…` with a bearer token.
+    ExtAuthz { unique: bool, token: String },
+}
+
+fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, mode: Arc<Mode>) -> anyhow::Result<()> {
     use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -116,10 +137,17 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow
         .build()?;
     let per_connection = Duration::from_secs_f64(f64::from(RATE_CONNECTIONS) / f64::from(rate));
     let total_per_connection = rate * seconds / RATE_CONNECTIONS;
+    let label = match &*mode {
+        Mode::Decide { unique: false } => "repeated",
+        Mode::Decide { unique: true } => "unique",
+        Mode::ExtAuthz { unique: false, .. } => "ext-authz",
+        Mode::ExtAuthz { unique: true, .. } => "ext-authz-unique",
+    };
     let latencies = runtime.block_on(async move {
         let start = Instant::now() + Duration::from_millis(100);
         let mut tasks = Vec::new();
         for c in 0..RATE_CONNECTIONS {
+            let mode = mode.clone();
             tasks.push(tokio::spawn(async move {
                 let mut stream = tokio::net::TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;
@@ -140,10 +168,7 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow
                         Instant::now()
                     };
                     let n = (c * total_per_connection + i) as usize;
-                    let body = request_body(unique, n);
-                    let head = request_head(addr, body.len());
-                    stream.write_all(head.as_bytes()).await?;
-                    stream.write_all(body.as_bytes()).await?;
+                    stream.write_all(&request(&mode, addr, n)).await?;
                     read_response(&mut stream, &mut buf).await?;
                     previous_done = Instant::now();
                     seen.push(previous_done.duration_since(began).as_micros() as u64);
@@ -194,7 +219,7 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, unique: bool) -> anyhow
     };
     println!(
         "RESULT fixed-rate {rate}/s {} requests={} p50={}us p99={}us p99.9={}us max={}us",
-        if unique { "unique" } else { "repeated" },
+        label,
         latencies.len(),
         pct(50.0),
         pct(99.0),
@@ -217,9 +242,29 @@ fn request_body(unique: bool, n: usize) -> String {
     body.to_string()
 }
 
-fn request_head(addr: SocketAddr, length: usize) -> String {
-    format!(
-        "POST /v1/is_authorized HTTP/1.1\r\nHost: {addr}\r\n\
-         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
-    )
+/// The `n`th request of a run, whole.
+fn request(mode: &Mode, addr: SocketAddr, n: usize) -> Vec<u8> {
+    match mode {
+        Mode::Decide { unique } => {
+            let body = request_body(*unique, n);
+            format!(
+                "POST /v1/is_authorized HTTP/1.1\r\nHost: {addr}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+        Mode::ExtAuthz { unique, token } => {
+            let document = if *unique {
+                format!("d{n}")
+            } else {
+                "onboarding".into()
+            };
+            format!(
+                "GET /ext_authz/documents/{document} HTTP/1.1\r\nHost: docs.example.com\r\n\
+                 Authorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+        }
+    }
 }

@@ -51,4 +51,9 @@ result "decision, API key (-c8)" 8 scripts/load/decide-api-key.lua "$base/v1/is_
 result "ext_authz, JWT, cached (-c8)" 8 scripts/load/ext-authz.lua "$base"
 export LOAD_UNIQUE=1
 result "ext_authz, JWT, uncached (-c8)" 8 scripts/load/ext-authz.lua "$base"
+RATE_SECONDS=${LOAD_RATE_SECONDS:-10}
+echo "== fixed rate: 5,000 ext_authz checks/s for ${RATE_SECONDS}s (open loop), decision logging on"
+for mode in ext-authz ext-authz-unique; do
+  "$helper" rate "127.0.0.1:$PORT" 5000 "$RATE_SECONDS" "$mode" | grep '^RESULT' | sed 's/^RESULT //'
+done
 echo "decision log: $(wc -l < "$work/decisions.log") lines written, $(curl -fsS "$base/metrics" | grep '^portcullis_decision_log_entries_total{outcome="dropped"}' | awk '{print $2}') dropped"
