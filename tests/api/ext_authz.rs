@@ -37,9 +37,14 @@ permit(principal == Portcullis::User::"anonymous", action == Docs::Action::"read
 "#;
 
 async fn sidecar(unmatched: UnmatchedRoute) -> TestApp {
+    sidecar_with(move |config| config.ext_authz.unmatched = unmatched).await
+}
+
+/// A server with the test's route rules and policy, after `adjust`.
+async fn sidecar_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let app = spawn_app_with(move |config| {
         config.ext_authz = Config::from_toml_str(RULES).unwrap().ext_authz;
-        config.ext_authz.unmatched = unmatched;
+        adjust(config);
     })
     .await;
     app.write_policy_file("sidecar.cedar", POLICY);
@@ -240,16 +245,13 @@ async fn every_path_writes_a_decision_log_line_with_masked_fields() {
     let logs = tempfile::tempdir().unwrap();
     let path = logs.path().join("decisions.log");
     let log_path = path.clone();
-    let app = spawn_app_with(move |config| {
-        config.ext_authz = Config::from_toml_str(RULES).unwrap().ext_authz;
+    let app = sidecar_with(move |config| {
         config.decision_log.enabled = true;
         config.decision_log.sink = portcullis::config::Sink::File;
         config.decision_log.path = log_path;
         config.decision_log.mask = vec!["ip".into()];
     })
     .await;
-    app.write_policy_file("sidecar.cedar", POLICY);
-    app.post_json("/v1/policies/reload", &json!({})).await;
     app.seed_sample_entities().await;
     let staff = token_for(&app, "ada@example.com").await;
 
