@@ -15,7 +15,7 @@ use axum::http::Method;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::authz::{user_entity, user_uid};
+use crate::authz::user_uid;
 
 pub struct Admin;
 
@@ -49,7 +49,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .next()
             .unwrap_or_default();
         let allowed = state.catalog.engine().admin_allowed(
-            vec![user_entity(&me.user)?],
+            me.entities.to_vec(),
             user_uid(&me.user.id),
             action,
             area,

@@ -26,18 +26,18 @@ use super::accounts;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::authz::{
-    Decided, DecisionRequest, Outcome, ResolvedIdentity, UidInput, parse_uid, user_entity, user_uid,
+    Decided, DecisionRequest, Outcome, ResolvedIdentity, UidInput, parse_uid, user_uid,
 };
 use crate::services::{Authenticated, Resolution, random_id};
 use crate::telemetry::{Entry, now_ms};
 
 /// The caller's own entity, stamped with its stored version so cached
 /// decisions follow changes to the user.
-fn caller_entity(me: &Authenticated) -> Result<Arc<ResolvedIdentity>, ApiError> {
-    Ok(Arc::new(ResolvedIdentity {
-        entities: vec![user_entity(&me.user)?].into(),
+fn caller_entity(me: &Authenticated) -> Arc<ResolvedIdentity> {
+    Arc::new(ResolvedIdentity {
+        entities: me.entities.clone(),
         stamp: me.version,
-    }))
+    })
 }
 
 /// The authenticated caller, if any, with the `decide` scope checked.
@@ -214,10 +214,10 @@ async fn decide_only(
                 None => {
                     let mut own = request.clone();
                     own.principal = Some(UidInput::Text(uid.to_string()));
-                    (Cow::Owned(own), Some(caller_entity(me)?))
+                    (Cow::Owned(own), Some(caller_entity(me)))
                 }
                 Some(named) if parse_uid(named).is_ok_and(|p| p == uid) => {
-                    (Cow::Borrowed(request), Some(caller_entity(me)?))
+                    (Cow::Borrowed(request), Some(caller_entity(me)))
                 }
                 Some(_) => (Cow::Borrowed(request), None),
             }

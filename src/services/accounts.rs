@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+use cedar_policy::Entity;
 use moka::sync::Cache;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use super::mfa::LoginOutcome;
 use super::passwords::{self, PasswordError, Verified};
 use super::throttle::Attempt;
 use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
+use crate::authz::user_entity;
 use crate::backends::{Expect, Op, RedisBus, Store, StoreError, Versioned, scan_prefix};
 use crate::config::AccountsConfig;
 use crate::domain::{User, normalize_email};
@@ -256,9 +258,22 @@ pub struct Authenticated {
     pub user: User,
     pub version: u64,
     pub via: Via,
+    /// The user as a Cedar entity, built once per credential lookup (and
+    /// kept with it in the credential cache), for decisions.
+    pub entities: Arc<[Entity]>,
 }
 
 impl Authenticated {
+    pub fn new(user: User, version: u64, via: Via) -> Result<Authenticated, AccountError> {
+        let entity = user_entity(&user).map_err(|e| AccountError::Internal(e.to_string()))?;
+        Ok(Authenticated {
+            user,
+            version,
+            via,
+            entities: vec![entity].into(),
+        })
+    }
+
     /// Whether the credentials cover `scope`: sessions cover everything,
     /// an API key what it was created with.
     pub fn allows(&self, scope: &str) -> bool {
@@ -716,11 +731,9 @@ impl Accounts {
             return Err(AccountError::Unauthenticated);
         }
         match self.user(&claims.sub).await? {
-            Some((user, version)) if user.is_active => Ok(Authenticated {
-                user,
-                version,
-                via: Via::Session(claims),
-            }),
+            Some((user, version)) if user.is_active => {
+                Authenticated::new(user, version, Via::Session(claims))
+            }
             _ => Err(AccountError::Unauthenticated),
         }
     }

@@ -213,17 +213,13 @@ impl Accounts {
             return Err(unauthenticated());
         }
         match self.user(&user_id).await? {
-            Some((user, version)) if user.is_active => Ok((
-                Authenticated {
-                    user,
-                    version,
-                    via: Via::ApiKey {
-                        key_id: key.id,
-                        scopes: key.scopes,
-                    },
-                },
-                key.expires_at,
-            )),
+            Some((user, version)) if user.is_active => {
+                let via = Via::ApiKey {
+                    key_id: key.id,
+                    scopes: key.scopes,
+                };
+                Ok((Authenticated::new(user, version, via)?, key.expires_at))
+            }
             Some(_) | None => Err(unauthenticated()),
         }
     }
