@@ -203,26 +203,27 @@ async fn decide_only(
     let metrics = &state.metrics;
     // The caller decides as itself when it names no principal, and brings
     // its own entity when it names itself.
-    let own_principal = match (caller, &request.principal) {
-        (Some(me), None) => Some(user_uid(&me.user.id).to_string()),
-        _ => None,
-    };
-    let (request, caller_identity) = match caller {
+    let (request, caller_identity, own_principal) = match caller {
         Some(me) => {
             let uid = user_uid(&me.user.id);
             match &request.principal {
                 None => {
+                    let own_principal = uid.to_string();
                     let mut own = request.clone();
-                    own.principal = Some(UidInput::Text(uid.to_string()));
-                    (Cow::Owned(own), Some(caller_entity(me)))
+                    own.principal = Some(UidInput::Text(own_principal.clone()));
+                    (
+                        Cow::Owned(own),
+                        Some(caller_entity(me)),
+                        Some(own_principal),
+                    )
                 }
                 Some(named) if parse_uid(named).is_ok_and(|p| p == uid) => {
-                    (Cow::Borrowed(request), Some(caller_entity(me)))
+                    (Cow::Borrowed(request), Some(caller_entity(me)), None)
                 }
-                Some(_) => (Cow::Borrowed(request), None),
+                Some(_) => (Cow::Borrowed(request), None, None),
             }
         }
-        None => (Cow::Borrowed(request), None),
+        None => (Cow::Borrowed(request), None, None),
     };
     let request = request.as_ref();
     let identity = match &request.principal {

@@ -25,7 +25,7 @@ use super::decisions::{Origin, decide};
 use super::{ApiError, AppState};
 use crate::authz::{DecisionRequest, UidInput, user_uid};
 use crate::config::UnmatchedRoute;
-use crate::services::{AccountError, CheckedRequest, Mapping, map_request};
+use crate::services::{AccountError, CheckedRequest, Mapping, map_request, random_id};
 
 /// The principal of checks that need no signed-in caller and have none.
 pub const ANONYMOUS: &str = r#"Portcullis::User::"anonymous""#;
@@ -37,7 +37,7 @@ pub async fn check(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let decision_id = decision_id();
+    let decision_id = random_id();
     let prefix = state.ext_authz.prefix.as_str();
     let path = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
     let path = if path.is_empty() { "/" } else { path };
@@ -185,8 +185,4 @@ fn without_port(host: &str) -> &str {
         return host.split_inclusive(']').next().unwrap_or(host);
     }
     host.split(':').next().unwrap_or(host)
-}
-
-fn decision_id() -> String {
-    crate::services::random_id()
 }

@@ -699,16 +699,23 @@ impl Accounts {
         let Some(item) = self.store.get(SESSIONS, &key).await? else {
             return Ok(());
         };
-        let mut session: Session = decode(SESSIONS, &key, &item)?;
+        if self.mark_revoked(&key, &item).await? {
+            self.changed().await;
+        }
+        Ok(())
+    }
+
+    /// Stores the session `key` (as read: `item`) revoked; whether it was live.
+    async fn mark_revoked(&self, key: &str, item: &Versioned) -> Result<bool, AccountError> {
+        let mut session: Session = decode(SESSIONS, key, item)?;
         if session.revoked {
-            return Ok(());
+            return Ok(false);
         }
         session.revoked = true;
         self.store
-            .put(SESSIONS, &key, &encode(&session)?, Expect::Any)
+            .put(SESSIONS, key, &encode(&session)?, Expect::Any)
             .await?;
-        self.changed().await;
-        Ok(())
+        Ok(true)
     }
 
     /// The user behind a bearer access token, if the token verifies, its
@@ -809,9 +816,11 @@ impl Accounts {
             }
             Err(e) => return Err(e.into()),
         }
-        self.changed().await;
         if deactivated {
+            // Announces the change too.
             self.revoke_all_sessions(&user.id).await?;
+        } else {
+            self.changed().await;
         }
         Ok(user)
     }
@@ -998,11 +1007,12 @@ impl Accounts {
     /// Ends every session of a user.
     pub async fn revoke_all_sessions(&self, user_id: &str) -> Result<(), AccountError> {
         let prefix = format!("{user_id}:");
-        for (key, _) in scan_prefix(self.store.as_ref(), SESSIONS, &prefix).await? {
-            if let Some(sid) = key.strip_prefix(&prefix) {
-                self.revoke_session(user_id, sid).await?;
-            }
+        for (key, item) in scan_prefix(self.store.as_ref(), SESSIONS, &prefix).await? {
+            self.mark_revoked(&key, &item).await?;
         }
+        // One announcement for all of them, made also when there were none:
+        // callers rely on it for the user change that preceded.
+        self.changed().await;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::accounts::{AccountError, Accounts, Authenticated, Via, decode, encode};
-use super::tokens::{digest, now, random_token};
+use super::tokens::{digest, now, random_id, random_token};
 use crate::backends::{Expect, Op, scan_prefix};
 
 pub const API_KEYS: &str = "api_keys";
@@ -94,7 +94,7 @@ impl Accounts {
         if self.list_api_keys(user_id).await?.len() >= MAX_KEYS_PER_USER {
             return Err(AccountError::ApiKeyLimit(MAX_KEYS_PER_USER));
         }
-        let id = digest(&random_token())[..16].to_owned();
+        let id = random_id();
         let secret = random_token();
         let created_at = now();
         let mut scopes = input.scopes;

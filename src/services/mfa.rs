@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::accounts::{AccountError, Accounts, Authenticated, TokenPair, Via, decode, encode};
-use super::tokens::{digest, now, random_token};
+use super::tokens::{digest, now, random_id, random_token};
 use super::totp;
 use crate::backends::{Expect, Op, StoreError};
 use crate::domain::User;
@@ -213,7 +213,7 @@ impl Accounts {
         if !self.mfa_enabled(&user.id).await? {
             return Ok(LoginOutcome::Tokens(self.start_session(&user.id).await?));
         }
-        let id = digest(&random_token())[..16].to_owned();
+        let id = random_id();
         let secret = random_token();
         let created_at = now();
         let challenge = Challenge {

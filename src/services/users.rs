@@ -122,7 +122,7 @@ impl Accounts {
             });
         }
         self.store.transact(ops).await?;
-        self.changed().await;
+        // Ends the sessions and announces the change.
         self.revoke_all_sessions(&user.id).await
     }
 }
