@@ -242,23 +242,25 @@ impl LdapDirectory {
         // Group DN -> (id, parent DNs).
         let mut known: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
         let direct = self.parents_of(ldap, &user.dn, &user.attrs).await?;
-        let mut frontier: Vec<String> = direct.keys().cloned().collect();
-        for (dn, (id, _)) in &direct {
+        // Groups still to look up, with the attributes already read for
+        // them (what `parents_of` needs in `memberOf` mode).
+        let mut frontier: Vec<(String, HashMap<String, Vec<String>>)> = Vec::new();
+        for (dn, (id, attrs)) in &direct {
             known.insert(dn.clone(), (id.clone(), BTreeSet::new()));
+            frontier.push((dn.clone(), attrs.clone()));
         }
         let mut depth = 1;
         while !frontier.is_empty() && depth < self.config.max_group_depth {
             let mut next = Vec::new();
-            for dn in frontier {
-                let attrs = self.group_attrs(ldap, &dn).await?;
+            for (dn, attrs) in frontier {
                 let parents = self.parents_of(ldap, &dn, &attrs).await?;
-                for (parent_dn, (id, _)) in parents {
+                for (parent_dn, (id, parent_attrs)) in parents {
                     if let Some((_, edges)) = known.get_mut(&dn) {
                         edges.insert(parent_dn.clone());
                     }
                     if !known.contains_key(&parent_dn) {
                         known.insert(parent_dn.clone(), (id, BTreeSet::new()));
-                        next.push(parent_dn);
+                        next.push((parent_dn, parent_attrs));
                     }
                 }
             }
