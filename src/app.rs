@@ -21,6 +21,8 @@ use crate::telemetry::{DecisionLog, Metrics};
 
 pub struct App {
     listener: TcpListener,
+    /// Envoy's ext_authz gRPC service, when `ext_authz.grpc_listen` is set.
+    grpc_listener: Option<TcpListener>,
     state: Arc<AppState>,
     /// Background tasks stopped with the server: policy watcher, bus listener.
     tasks: Vec<JoinHandle<()>>,
@@ -111,6 +113,14 @@ impl App {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let grpc_listener = match config.ext_authz.grpc_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for ext_authz gRPC on {addr}"))?,
+            ),
+            None => None,
+        };
         let watcher = config.policies.watch.then(|| {
             spawn_watcher(
                 catalog.clone(),
@@ -136,6 +146,7 @@ impl App {
         });
         Ok(App {
             listener,
+            grpc_listener,
             state,
             tasks: watcher.into_iter().chain(listener_task).collect(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
@@ -152,6 +163,11 @@ impl App {
         self.local_addr().port()
     }
 
+    /// Where the ext_authz gRPC service listens, when it is on.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_listener.as_ref()?.local_addr().ok()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and lets
     /// in-flight requests finish within the grace period.
     pub async fn run_until_stopped(
@@ -160,18 +176,38 @@ impl App {
     ) -> anyhow::Result<()> {
         let App {
             listener,
+            grpc_listener,
             state,
             tasks,
             grace,
         } = self;
         tracing::info!(addr = %listener.local_addr()?, "Portcullis is listening.");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        // Both servers stop on the same signal.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let grpc = match grpc_listener {
+            Some(grpc_listener) => {
+                tracing::info!(addr = %grpc_listener.local_addr()?, "ext_authz gRPC is listening.");
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+                let server = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(api::ExtAuthzGrpc::server(state.clone()))
+                    .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
+                Some(tokio::spawn(server))
+            }
+            None => None,
+        };
         let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("Shutting down: no new connections, finishing in-flight requests.");
+            let _ = stop_tx.send(true);
             let _ = stopping_tx.send(());
         });
+        drop(stop_rx);
         let deadline = async move {
             if stopping_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -186,6 +222,9 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(grpc) = grpc {
+            grpc.abort();
+        }
         for task in tasks {
             task.abort();
         }

@@ -10,6 +10,10 @@
 //!
 //! Envoy treats anything but 200 as a deny, 5xx included, so an internal
 //! error can never turn into an allow.
+//!
+//! [`check_request`] is the check itself, shared with the gRPC mode
+//! (`api::grpc`): each transport only reads the request and words the
+//! [`Verdict`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,35 +34,61 @@ use crate::services::{AccountError, CheckedRequest, Mapping, map_request, random
 /// The principal of checks that need no signed-in caller and have none.
 pub const ANONYMOUS: &str = r#"Portcullis::User::"anonymous""#;
 
-pub async fn check(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let decision_id = random_id();
-    let prefix = state.ext_authz.prefix.as_str();
-    let path = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
-    let path = if path.is_empty() { "/" } else { path };
+/// A checked request, whatever the transport brought it: the original
+/// request's parts as Envoy reports them.
+pub struct CheckInput<'a> {
+    pub method: &'a str,
+    /// The original path, without the query (and without the HTTP mode's
+    /// prefix).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// `Host` (or `:authority`), port included or not.
+    pub host: Option<&'a str>,
+    /// The peer Envoy reports (gRPC) or that connected (HTTP); the
+    /// `x-envoy-external-address` / `x-forwarded-for` headers win over it.
+    pub peer: Option<IpAddr>,
+    pub headers: &'a HeaderMap,
+}
+
+/// What a check comes to; each transport says it in its own words.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Allowed; the principal that was decided for, when there was one.
+    Allow { principal: Option<String> },
+    /// Denied: no rule matched (`NO_ROUTE_RULE`) or the policies said no
+    /// (`DENIED`).
+    Deny {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// The rule needs a signed-in caller and there is none, or its
+    /// credentials are not valid.
+    Unauthenticated,
+}
+
+/// Maps the request by the route rules, finds the caller, and decides.
+/// An `Err` is a failure to decide (a store or directory down): every
+/// transport answers it as a deny.
+pub async fn check_request(
+    state: &Arc<AppState>,
+    input: &CheckInput<'_>,
+    decision_id: &str,
+) -> Result<Verdict, ApiError> {
     // Mapped before any await: the header lookup borrows `headers`.
     let mapping = {
         let header = |name: &str| {
-            headers
+            input
+                .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let host = headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(without_port);
         let checked = CheckedRequest {
-            method: method.as_str(),
-            path,
-            query: uri.query(),
-            host,
-            source: client_address(&headers).or(Some(peer.ip())),
+            method: input.method,
+            path: input.path,
+            query: input.query,
+            host: input.host.map(without_port),
+            source: client_address(input.headers).or(input.peer),
             header: &header,
         };
         map_request(&state.ext_authz, &checked)
@@ -73,25 +103,23 @@ pub async fn check(
         } => (action, resource, context, require_principal),
         Mapping::Unmatched => {
             return Ok(match state.ext_authz.unmatched {
-                UnmatchedRoute::Allow => allowed(&decision_id, None),
-                UnmatchedRoute::Deny => denied(
-                    StatusCode::FORBIDDEN,
-                    "NO_ROUTE_RULE",
-                    "no route rule matches this request",
-                    &decision_id,
-                ),
+                UnmatchedRoute::Allow => Verdict::Allow { principal: None },
+                UnmatchedRoute::Deny => Verdict::Deny {
+                    code: "NO_ROUTE_RULE",
+                    message: "no route rule matches this request",
+                },
             });
         }
     };
-    let me = match caller(&headers, &state).await {
+    let me = match caller(input.headers, state).await {
         Ok(me) => me,
         Err(ApiError::Account(AccountError::Unauthenticated)) => {
-            return Ok(unauthenticated(&decision_id));
+            return Ok(Verdict::Unauthenticated);
         }
         Err(e) => return Err(e),
     };
     if me.is_none() && require_principal {
-        return Ok(unauthenticated(&decision_id));
+        return Ok(Verdict::Unauthenticated);
     }
     let principal = match &me {
         Some(me) => user_uid(&me.user.id).to_string(),
@@ -106,39 +134,83 @@ pub async fn check(
     };
     let origin = Origin {
         kind: "ext_authz",
-        decision_id: Some(&decision_id),
+        decision_id: Some(decision_id),
     };
-    let decided = decide(&state, &request, me.as_ref(), origin).await?;
+    let decided = decide(state, &request, me.as_ref(), origin).await?;
     Ok(if decided.outcome.allowed() {
-        allowed(&decision_id, Some(&principal))
+        Verdict::Allow {
+            principal: Some(principal),
+        }
     } else {
-        denied(
-            StatusCode::FORBIDDEN,
-            "DENIED",
-            "the policies do not allow this request",
-            &decision_id,
-        )
+        Verdict::Deny {
+            code: "DENIED",
+            message: "the policies do not allow this request",
+        }
     })
 }
+
+/// HTTP mode: a request under the prefix is a check of the request it
+/// describes.
+pub async fn check(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let decision_id = random_id();
+    let prefix = state.ext_authz.prefix.as_str();
+    let path = uri.path().strip_prefix(prefix).unwrap_or(uri.path());
+    let input = CheckInput {
+        method: method.as_str(),
+        path: if path.is_empty() { "/" } else { path },
+        query: uri.query(),
+        host: headers.get(HOST).and_then(|v| v.to_str().ok()),
+        peer: Some(peer.ip()),
+        headers: &headers,
+    };
+    Ok(match check_request(&state, &input, &decision_id).await? {
+        Verdict::Allow { principal } => allowed(&decision_id, principal.as_deref()),
+        Verdict::Deny { code, message } => {
+            denied(StatusCode::FORBIDDEN, code, message, &decision_id)
+        }
+        Verdict::Unauthenticated => unauthenticated(&decision_id),
+    })
+}
+
+/// The headers an allow hands upstream.
+pub fn allow_headers<'a>(
+    decision_id: &'a str,
+    principal: Option<&'a str>,
+) -> impl Iterator<Item = (&'static str, &'a str)> {
+    std::iter::once(("x-portcullis-decision-id", decision_id))
+        .chain(principal.map(|p| ("x-portcullis-principal", p)))
+}
+
+/// The JSON body of a denied check.
+pub fn deny_body(code: &str, message: &str, decision_id: &str) -> String {
+    json!({"error": {"code": code, "message": message}, "decision_id": decision_id}).to_string()
+}
+
+pub const UNAUTHENTICATED_MESSAGE: &str =
+    "this request needs a signed-in caller: a bearer token or an API key";
 
 fn allowed(decision_id: &str, principal: Option<&str>) -> Response {
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    if let Ok(id) = HeaderValue::from_str(decision_id) {
-        headers.insert("x-portcullis-decision-id", id);
-    }
-    if let Some(principal) = principal.and_then(|p| HeaderValue::from_str(p).ok()) {
-        headers.insert("x-portcullis-principal", principal);
+    for (name, value) in allow_headers(decision_id, principal) {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
     }
     response
 }
 
 fn denied(status: StatusCode, code: &str, message: &str, decision_id: &str) -> Response {
-    let body = json!({"error": {"code": code, "message": message}, "decision_id": decision_id});
     let mut response = (
         status,
         [(CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        deny_body(code, message, decision_id),
     )
         .into_response();
     if let Ok(id) = HeaderValue::from_str(decision_id) {
@@ -153,7 +225,7 @@ fn unauthenticated(decision_id: &str) -> Response {
     let mut response = denied(
         StatusCode::UNAUTHORIZED,
         "UNAUTHENTICATED",
-        "this request needs a signed-in caller: a bearer token or an API key",
+        UNAUTHENTICATED_MESSAGE,
         decision_id,
     );
     response
@@ -180,7 +252,7 @@ fn client_address(headers: &HeaderMap) -> Option<IpAddr> {
 }
 
 /// `host:port` → `host` (IPv6 literals keep their brackets).
-fn without_port(host: &str) -> &str {
+pub fn without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_inclusive(']').next().unwrap_or(host);
     }

@@ -23,6 +23,7 @@ mod decisions;
 mod entities;
 mod error;
 mod ext_authz;
+mod grpc;
 mod identity;
 mod mfa;
 mod openapi;
@@ -45,6 +46,7 @@ use axum::routing::{MethodRouter, any, delete, get, patch, post, put};
 use tracing::Instrument;
 
 pub use error::ApiError;
+pub use grpc::ExtAuthzGrpc;
 
 use crate::backends::Registry;
 use crate::config::{ExtAuthzConfig, Secret};

@@ -1,16 +1,22 @@
-//! `[ext_authz]`: Envoy's ext_authz in HTTP mode, and the route rules that
-//! map a checked request to a Cedar decision.
+//! `[ext_authz]`: Envoy's ext_authz (HTTP mode under a prefix of the API
+//! port, gRPC mode on a port of its own), and the route rules that map a
+//! checked request to a Cedar decision.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-/// Envoy's ext_authz, HTTP mode: requests under `prefix` are checks, mapped
-/// to Cedar decisions by `rules` (the first that matches wins).
+/// Envoy's ext_authz: requests under `prefix` (HTTP mode) and
+/// `envoy.service.auth.v3.Authorization/Check` calls on `grpc_listen` (gRPC
+/// mode) are checks, mapped to Cedar decisions by `rules` (the first that
+/// matches wins).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExtAuthzConfig {
     pub prefix: String,
+    /// Address of the gRPC `Authorization` service; absent: gRPC mode off.
+    pub grpc_listen: Option<SocketAddr>,
     /// What a request no rule matches gets: `deny` (the default) or `allow`.
     pub unmatched: UnmatchedRoute,
     pub rules: Vec<RouteRule>,
@@ -20,6 +26,7 @@ impl Default for ExtAuthzConfig {
     fn default() -> Self {
         Self {
             prefix: "/ext_authz".into(),
+            grpc_listen: None,
             unmatched: UnmatchedRoute::Deny,
             rules: Vec::new(),
         }

@@ -67,6 +67,8 @@ pub struct Metrics {
     backend_retries: IntCounterVec,
     backend_errors: IntCounterVec,
     decision_log: IntCounterVec,
+    grpc_checks: IntCounterVec,
+    grpc_duration: Histogram,
 }
 
 impl Metrics {
@@ -163,8 +165,27 @@ impl Metrics {
         )
         .expect("static metric definition");
 
+        let grpc_checks = IntCounterVec::new(
+            Opts::new(
+                "ext_authz_grpc_checks_total",
+                "Envoy ext_authz gRPC checks by the google.rpc code answered.",
+            ),
+            &["code"],
+        )
+        .expect("static metric definition");
+        let grpc_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ext_authz_grpc_duration_seconds",
+                "Envoy ext_authz gRPC check latency, from the decoded request to the answer.",
+            )
+            .buckets(HTTP_BUCKETS.to_vec()),
+        )
+        .expect("static metric definition");
+
         for collector in [
             Box::new(decision_log.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(grpc_checks.clone()),
+            Box::new(grpc_duration.clone()),
             Box::new(breaker_state.clone()),
             Box::new(backend_retries.clone()),
             Box::new(backend_errors.clone()),
@@ -219,7 +240,15 @@ impl Metrics {
             backend_retries,
             backend_errors,
             decision_log,
+            grpc_checks,
+            grpc_duration,
         }
+    }
+
+    /// Records one ext_authz gRPC check.
+    pub fn observe_grpc_check(&self, code: &str, seconds: f64) {
+        self.grpc_checks.with_label_values(&[code]).inc();
+        self.grpc_duration.observe(seconds);
     }
 
     /// Brings the decision log's counters up to its totals.

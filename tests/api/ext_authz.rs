@@ -326,3 +326,255 @@ async fn every_path_writes_a_decision_log_line_with_masked_fields() {
         Some(3.0)
     );
 }
+
+mod grpc {
+    //! The gRPC mode, driven by a tonic client the way Envoy's `grpc_service`
+    //! calls `envoy.service.auth.v3.Authorization/Check`.
+
+    use std::collections::HashMap;
+
+    use envoy_types::ext_authz::v3::pb::{Address, CheckRequest, CheckResponse, HttpResponse};
+    use envoy_types::pb::envoy::config::core::v3::{
+        HeaderMap, HeaderValue, SocketAddress, socket_address::PortSpecifier,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+        HttpRequest, Peer, Request,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use tonic::transport::Channel;
+
+    use super::*;
+
+    const OK: i32 = 0;
+    const INVALID_ARGUMENT: i32 = 3;
+    const PERMISSION_DENIED: i32 = 7;
+    const UNAUTHENTICATED: i32 = 16;
+
+    async fn grpc_sidecar() -> (TestApp, AuthorizationClient<Channel>) {
+        let app = sidecar_with(|config| {
+            config.ext_authz.grpc_listen = Some(([127, 0, 0, 1], 0).into());
+        })
+        .await;
+        let addr = app.grpc_addr.expect("gRPC mode is on");
+        let client = AuthorizationClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        (app, client)
+    }
+
+    /// A check as Envoy builds it: pseudo-headers and headers in `headers`,
+    /// the request target (path and query) in `path`, the downstream peer
+    /// in `source`.
+    fn envoy_check(method: &str, target: &str, host: &str, token: Option<&str>) -> CheckRequest {
+        let mut headers: HashMap<String, String> = [
+            (":authority", host),
+            (":method", method),
+            (":path", target),
+            ("x-request-id", "req-1"),
+            // A client trying to smuggle its own principal upstream.
+            ("x-portcullis-principal", "Portcullis::User::\"admin\""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if let Some(token) = token {
+            headers.insert("authorization".into(), format!("Bearer {token}"));
+        }
+        let source = SocketAddress {
+            address: "203.0.113.9".into(),
+            port_specifier: Some(PortSpecifier::PortValue(51000)),
+            ..SocketAddress::default()
+        };
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(Peer {
+                    address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+                        address: Some(Address::SocketAddress(source)),
+                    }),
+                    ..Peer::default()
+                }),
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        id: "1".into(),
+                        method: method.into(),
+                        headers,
+                        path: target.into(),
+                        host: host.into(),
+                        scheme: "https".into(),
+                        protocol: "HTTP/1.1".into(),
+                        ..HttpRequest::default()
+                    }),
+                    ..Request::default()
+                }),
+                ..AttributeContext::default()
+            }),
+        }
+    }
+
+    async fn call(client: &mut AuthorizationClient<Channel>, check: CheckRequest) -> CheckResponse {
+        client
+            .check(check)
+            .await
+            .expect("never a failed RPC")
+            .into_inner()
+    }
+
+    fn code(response: &CheckResponse) -> i32 {
+        response.status.as_ref().expect("status is set").code
+    }
+
+    /// The denied response's HTTP status, its header named `name`, and body.
+    fn denial(response: &CheckResponse, name: &str) -> (i32, Option<String>, Value) {
+        let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
+            panic!("a denied response: {response:?}");
+        };
+        let header = denied
+            .headers
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .find(|h| h.key == name)
+            .map(|h| h.value.clone());
+        let body = serde_json::from_str(&denied.body).expect("a JSON body");
+        (denied.status.as_ref().unwrap().code, header, body)
+    }
+
+    #[tokio::test]
+    async fn envoy_grpc_checks_allow_deny_and_ask_for_credentials() {
+        let (app, mut client) = grpc_sidecar().await;
+        let staff = token_for(&app, "ada@example.com").await;
+        let outsider = token_for(&app, "eve@elsewhere.org").await;
+
+        let allowed = call(
+            &mut client,
+            envoy_check(
+                "GET",
+                "/documents/onboarding?page=2",
+                "docs.example.com:8443",
+                Some(&staff),
+            ),
+        )
+        .await;
+        assert_eq!(code(&allowed), OK, "{allowed:?}");
+        let Some(HttpResponse::OkResponse(ok)) = &allowed.http_response else {
+            panic!("an ok response: {allowed:?}");
+        };
+        let upstream: HashMap<&str, (&str, i32)> = ok
+            .headers
+            .iter()
+            .map(|h| {
+                let header = h.header.as_ref().unwrap();
+                (
+                    header.key.as_str(),
+                    (header.value.as_str(), h.append_action),
+                )
+            })
+            .collect();
+        let (principal, action) = upstream["x-portcullis-principal"];
+        assert!(principal.starts_with("Portcullis::User::\""), "{principal}");
+        assert_ne!(principal, "Portcullis::User::\"admin\"");
+        // OVERWRITE_IF_EXISTS_OR_ADD: the smuggled header is replaced.
+        assert_eq!(action, 2);
+        assert_eq!(upstream["x-portcullis-decision-id"].0.len(), 16);
+
+        let denied = call(
+            &mut client,
+            envoy_check(
+                "GET",
+                "/documents/onboarding",
+                "docs.example.com",
+                Some(&outsider),
+            ),
+        )
+        .await;
+        assert_eq!(code(&denied), PERMISSION_DENIED);
+        let (status, id, body) = denial(&denied, "x-portcullis-decision-id");
+        assert_eq!(status, 403);
+        assert_eq!(body["error"]["code"], "DENIED");
+        assert_eq!(body["decision_id"].as_str(), id.as_deref());
+
+        for token in [None, Some("not-a-token")] {
+            let anonymous = call(
+                &mut client,
+                envoy_check("GET", "/documents/onboarding", "docs.example.com", token),
+            )
+            .await;
+            assert_eq!(code(&anonymous), UNAUTHENTICATED, "{token:?}");
+            let (status, challenge, body) = denial(&anonymous, "www-authenticate");
+            assert_eq!(status, 401);
+            assert_eq!(challenge.as_deref(), Some("Bearer"));
+            assert_eq!(body["error"]["code"], "UNAUTHENTICATED");
+        }
+
+        // No rule: the default, deny.
+        let unmatched = call(
+            &mut client,
+            envoy_check(
+                "DELETE",
+                "/documents/onboarding",
+                "docs.example.com",
+                Some(&staff),
+            ),
+        )
+        .await;
+        assert_eq!(code(&unmatched), PERMISSION_DENIED);
+        assert_eq!(denial(&unmatched, "").2["error"]["code"], "NO_ROUTE_RULE");
+
+        // `encode_raw_headers`: the headers come in `header_map` as bytes.
+        let mut raw = envoy_check("GET", "/documents/onboarding", "docs.example.com", None);
+        let http = raw
+            .attributes
+            .as_mut()
+            .unwrap()
+            .request
+            .as_mut()
+            .unwrap()
+            .http
+            .as_mut()
+            .unwrap();
+        let header = |key: &str, value: String| HeaderValue {
+            key: key.into(),
+            raw_value: value.into_bytes(),
+            ..HeaderValue::default()
+        };
+        http.headers.clear();
+        http.host.clear();
+        http.header_map = Some(HeaderMap {
+            headers: vec![
+                header(":authority", "docs.example.com".into()),
+                header("authorization", format!("Bearer {staff}")),
+            ],
+        });
+        assert_eq!(code(&call(&mut client, raw).await), OK);
+
+        let metrics = app.metrics().await;
+        assert_eq!(
+            metric_value(
+                &metrics,
+                r#"portcullis_ext_authz_grpc_checks_total{code="ok"}"#
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_grpc_checks_are_denied_in_band() {
+        let (_app, mut client) = grpc_sidecar().await;
+        let mut no_path = envoy_check("GET", "documents/x", "docs.example.com", None);
+        let mut no_method = envoy_check("", "/documents/x", "docs.example.com", None);
+        let mut no_http = envoy_check("GET", "/documents/x", "docs.example.com", None);
+        no_http.attributes.as_mut().unwrap().request = None;
+        for (name, check) in [
+            ("no attributes", CheckRequest::default()),
+            ("no http", std::mem::take(&mut no_http)),
+            ("no method", std::mem::take(&mut no_method)),
+            ("relative path", std::mem::take(&mut no_path)),
+        ] {
+            let response = call(&mut client, check).await;
+            assert_eq!(code(&response), INVALID_ARGUMENT, "{name}");
+            let (status, _, body) = denial(&response, "");
+            assert_eq!(status, 400, "{name}");
+            assert_eq!(body["error"]["code"], "MALFORMED_CHECK", "{name}");
+        }
+    }
+}

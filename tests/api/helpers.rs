@@ -23,6 +23,8 @@ pub const SALARIES: &str = r#"Docs::Document::"salaries""#;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The ext_authz gRPC service, when the config turns it on.
+    pub grpc_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub policy_dir: TempDir,
     pub config: Config,
@@ -61,12 +63,14 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 async fn start(config: Config, policy_dir: TempDir, db: TempDir) -> TestApp {
     let app = App::build(config.clone()).await.expect("App::build");
     let addr = app.local_addr();
+    let grpc_addr = app.grpc_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
     TestApp {
         addr,
+        grpc_addr,
         client: reqwest::Client::new(),
         policy_dir,
         config,
