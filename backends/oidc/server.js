@@ -1,6 +1,8 @@
 // A real OpenID Connect provider for Portcullis's tests: oidc-provider
-// (certified by the OpenID Foundation) on 127.0.0.1:$OIDC_PORT, with one
-// confidential client (`portcullis`) and two users. Sign-in and consent use
+// (certified by the OpenID Foundation) on 127.0.0.1:$OIDC_PORT, with a
+// confidential client for sign-ins (`portcullis`), a service client that
+// gets JWT access tokens for Portcullis by client credentials (`gateway`,
+// in group `gateways`), and two users. Sign-in and consent use
 // oidc-provider's own development interactions: the login form takes a user
 // name from the table below; users not in it are refused. Nothing here is
 // fit for production.
@@ -47,6 +49,14 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     },
+    {
+      client_id: 'gateway',
+      client_secret: 'gateway-test-secret',
+      redirect_uris: [],
+      grant_types: ['client_credentials'],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
   ],
   // Every authorization must carry a PKCE challenge.
   pkce: { required: () => true },
@@ -63,7 +73,32 @@ const provider = new Provider(issuer, {
     return { accountId: id, claims: async () => claims };
   },
   cookies: { keys: ['portcullis-test-oidc-cookie-key'] },
-  features: { devInteractions: { enabled: true } },
+  // Service tokens carry the client's groups.
+  extraTokenClaims(ctx, token) {
+    if (token.kind === 'ClientCredentials' && token.clientId === 'gateway') {
+      return { groups: ['gateways'] };
+    }
+    return undefined;
+  },
+  features: {
+    devInteractions: { enabled: true },
+    clientCredentials: { enabled: true },
+    // The gateway's tokens are for Portcullis (audience `portcullis`),
+    // signed RS256 JWTs; sign-ins keep their opaque userinfo tokens.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (ctx, client, oneOf) =>
+        client && client.clientId === 'gateway' ? 'urn:portcullis' : oneOf,
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({
+        scope: 'api',
+        audience: 'portcullis',
+        accessTokenTTL: 300,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
+  },
 });
 
 provider.on('server_error', (ctx, err) => console.error('server_error', err));

@@ -5,8 +5,10 @@
 //!   in order; an invalid item answers with its own error object in place.
 //!
 //! Both take optional credentials (`Authorization: Bearer <access token>`
-//! or `X-API-Key`). A request without a `principal` is then decided for the
-//! caller, as `Portcullis::User::"<id>"` with its attributes and roles.
+//! or `X-API-Key`, or a JWT of a provider with `[backends.<name>.bearer]`).
+//! A request without a `principal` is then decided for the caller, as
+//! `Portcullis::User::"<id>"` with its attributes and roles (or
+//! `Portcullis::User::"<provider>:<subject>"` in its groups).
 //! Without credentials they work as cedar-agent's do.
 
 use std::borrow::Cow;
@@ -28,28 +30,69 @@ use super::{ApiError, AppState};
 use crate::authz::{
     Decided, DecisionRequest, Outcome, ResolvedIdentity, UidInput, parse_uid, user_uid,
 };
-use crate::services::{Authenticated, Resolution, random_id};
+use crate::services::{AccountError, Authenticated, Bearer, IdentityError, Resolution, random_id};
 use crate::telemetry::{Entry, now_ms};
+use cedar_policy::EntityUid;
 
-/// The caller's own entity, stamped with its stored version so cached
-/// decisions follow changes to the user.
-fn caller_entity(me: &Authenticated) -> Arc<ResolvedIdentity> {
-    Arc::new(ResolvedIdentity {
-        entities: me.entities.clone(),
-        stamp: me.version,
-    })
+/// Who asks, when a decision may be for the caller: its principal and its
+/// entities (a signed-in user or an API key's owner, stamped with the
+/// user's stored version; or a provider's JWT, stamped per token), so
+/// cached decisions follow changes to either.
+pub(crate) struct Caller {
+    pub principal: EntityUid,
+    pub identity: Arc<ResolvedIdentity>,
 }
 
-/// The authenticated caller, if any, with the `decide` scope checked.
-async fn decision_caller(
+impl Caller {
+    fn local(me: &Authenticated) -> Caller {
+        Caller {
+            principal: user_uid(&me.user.id),
+            identity: Arc::new(ResolvedIdentity {
+                entities: me.entities.clone(),
+                stamp: me.version,
+            }),
+        }
+    }
+}
+
+/// The caller behind a request's credentials, for decisions: a JWT of a
+/// provider that accepts bearer tokens, else this server's own token or an
+/// API key, which must then hold `scope` when one is named. Credentials
+/// that are presented but not valid are an error, never anonymous.
+pub(crate) async fn decision_caller(
     state: &Arc<AppState>,
     headers: &HeaderMap,
-) -> Result<Option<Authenticated>, ApiError> {
-    let caller = accounts::caller(headers, state).await?;
-    if let Some(me) = &caller {
-        accounts::require(me, "decide")?;
+    scope: Option<&str>,
+) -> Result<Option<Caller>, ApiError> {
+    if let Some(token) = accounts::bearer(headers) {
+        match state.identities.bearer(token).await {
+            Bearer::NotIssued => {}
+            Bearer::Valid(known) => {
+                return Ok(Some(Caller {
+                    principal: known.principal.clone(),
+                    identity: known.identity.clone(),
+                }));
+            }
+            Bearer::Invalid(reason) => {
+                tracing::debug!(%reason, "Provider token refused.");
+                return Err(AccountError::Unauthenticated.into());
+            }
+            Bearer::Unavailable { directory, error } => {
+                return Err(IdentityError::Unavailable {
+                    name: directory,
+                    source: error,
+                }
+                .into());
+            }
+        }
     }
-    Ok(caller)
+    let Some(me) = accounts::caller(headers, state).await? else {
+        return Ok(None);
+    };
+    if let Some(scope) = scope {
+        accounts::require(&me, scope)?;
+    }
+    Ok(Some(Caller::local(&me)))
 }
 
 #[derive(Deserialize)]
@@ -64,7 +107,7 @@ pub async fn is_authorized(
     Query(query): Query<DecisionQuery>,
     JsonBody(request): JsonBody<DecisionRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = decision_caller(&state, &headers).await?;
+    let caller = decision_caller(&state, &headers, Some("decide")).await?;
     let decided = decide(&state, &request, caller.as_ref(), HTTP).await?;
     if !query.explain {
         return Ok(json_response(decided.outcome.body.clone()));
@@ -112,7 +155,7 @@ pub async fn is_authorized_batch(
     headers: HeaderMap,
     JsonBody(batch): JsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = decision_caller(&state, &headers).await?;
+    let caller = decision_caller(&state, &headers, Some("decide")).await?;
     if batch.requests.len() > state.batch_limit {
         return Err(ApiError::BatchTooLarge {
             got: batch.requests.len(),
@@ -160,7 +203,7 @@ pub(crate) const HTTP: Origin<'static> = Origin {
 pub(crate) async fn decide(
     state: &AppState,
     request: &DecisionRequest,
-    caller: Option<&Authenticated>,
+    caller: Option<&Caller>,
     origin: Origin<'_>,
 ) -> Result<Decided, ApiError> {
     let started = Instant::now();
@@ -196,7 +239,7 @@ pub(crate) async fn decide(
 async fn decide_only(
     state: &AppState,
     request: &DecisionRequest,
-    caller: Option<&Authenticated>,
+    caller: Option<&Caller>,
 ) -> Result<(Decided, Option<String>), ApiError> {
     let started = Instant::now();
     let engine = state.catalog.engine();
@@ -204,25 +247,22 @@ async fn decide_only(
     // The caller decides as itself when it names no principal, and brings
     // its own entity when it names itself.
     let (request, caller_identity, own_principal) = match caller {
-        Some(me) => {
-            let uid = user_uid(&me.user.id);
-            match &request.principal {
-                None => {
-                    let own_principal = uid.to_string();
-                    let mut own = request.clone();
-                    own.principal = Some(UidInput::Text(own_principal.clone()));
-                    (
-                        Cow::Owned(own),
-                        Some(caller_entity(me)),
-                        Some(own_principal),
-                    )
-                }
-                Some(named) if parse_uid(named).is_ok_and(|p| p == uid) => {
-                    (Cow::Borrowed(request), Some(caller_entity(me)), None)
-                }
-                Some(_) => (Cow::Borrowed(request), None, None),
+        Some(me) => match &request.principal {
+            None => {
+                let own_principal = me.principal.to_string();
+                let mut own = request.clone();
+                own.principal = Some(UidInput::Text(own_principal.clone()));
+                (
+                    Cow::Owned(own),
+                    Some(me.identity.clone()),
+                    Some(own_principal),
+                )
             }
-        }
+            Some(named) if parse_uid(named).is_ok_and(|p| p == me.principal) => {
+                (Cow::Borrowed(request), Some(me.identity.clone()), None)
+            }
+            Some(_) => (Cow::Borrowed(request), None, None),
+        },
         None => (Cow::Borrowed(request), None, None),
     };
     let request = request.as_ref();

@@ -24,10 +24,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::accounts::caller;
-use super::decisions::{Origin, decide};
+use super::decisions::{Origin, decide, decision_caller};
 use super::{ApiError, AppState};
-use crate::authz::{DecisionRequest, UidInput, user_uid};
+use crate::authz::{DecisionRequest, UidInput};
 use crate::config::UnmatchedRoute;
 use crate::services::{AccountError, CheckedRequest, Mapping, map_request, random_id};
 
@@ -111,7 +110,7 @@ pub async fn check_request(
             });
         }
     };
-    let me = match caller(input.headers, state).await {
+    let me = match decision_caller(state, input.headers, None).await {
         Ok(me) => me,
         Err(ApiError::Account(AccountError::Unauthenticated)) => {
             return Ok(Verdict::Unauthenticated);
@@ -122,7 +121,7 @@ pub async fn check_request(
         return Ok(Verdict::Unauthenticated);
     }
     let principal = match &me {
-        Some(me) => user_uid(&me.user.id).to_string(),
+        Some(me) => me.principal.to_string(),
         None => ANONYMOUS.to_owned(),
     };
     let request = DecisionRequest {

@@ -5,8 +5,19 @@
 //! The provider's endpoints come from its discovery document, read on first
 //! use and kept; its `issuer` must be the configured one. Every call to the
 //! provider runs through the backend's [`Guard`].
+//!
+//! With `[backends.<name>.bearer]`, the provider's signed JWTs are also
+//! bearer credentials ([`OidcDirectory::verify_bearer`]): checked against
+//! its JWKS (`jwks_uri` from discovery), with the algorithms pinned by
+//! config, then mapped by the same claims as a sign-in.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use oauth2::basic::BasicClient;
 use oauth2::{
@@ -18,7 +29,7 @@ use tokio::sync::OnceCell;
 
 use super::resilience::{Guard, read_retry};
 use super::{StoreError, unavailable, unreachable};
-use crate::config::{OidcConfig, ResilienceConfig};
+use crate::config::{BearerConfig, OidcConfig, ResilienceConfig};
 use crate::domain::DirectoryIdentity;
 
 pub struct OidcDirectory {
@@ -26,7 +37,25 @@ pub struct OidcDirectory {
     config: OidcConfig,
     http: reqwest::Client,
     metadata: OnceCell<Metadata>,
+    /// The provider's signing keys, by `kid`, when bearer tokens are on.
+    keys: ArcSwapOption<KeySet>,
+    /// Serializes key-set reads; holds when the last one started.
+    keys_read: tokio::sync::Mutex<Option<Instant>>,
     pub guard: Guard,
+}
+
+/// The provider's public keys as last read from its JWKS.
+struct KeySet {
+    /// By `kid`; a key without one is under "".
+    keys: HashMap<String, DecodingKey>,
+    read: Instant,
+}
+
+/// A verified bearer token: who it names, and until when it is valid.
+pub struct BearerIdentity {
+    pub identity: DirectoryIdentity,
+    /// The token's `exp` (seconds since the epoch).
+    pub expires_at: u64,
 }
 
 /// The parts of the discovery document that are used.
@@ -36,6 +65,8 @@ struct Metadata {
     authorization_endpoint: String,
     token_endpoint: String,
     userinfo_endpoint: String,
+    #[serde(default)]
+    jwks_uri: Option<String>,
 }
 
 /// Where to send the browser, and what the callback needs to finish.
@@ -72,7 +103,138 @@ impl OidcDirectory {
             config,
             http,
             metadata: OnceCell::new(),
+            keys: ArcSwapOption::empty(),
+            keys_read: tokio::sync::Mutex::new(None),
             guard: Guard::new(name, resilience),
+        })
+    }
+
+    /// The configured issuer, when its JWTs are accepted as bearer tokens.
+    pub fn bearer_issuer(&self) -> Option<&str> {
+        self.config
+            .bearer
+            .as_ref()
+            .map(|_| self.config.issuer.trim_end_matches('/'))
+    }
+
+    /// Checks a bearer JWT of this provider: the algorithm is one of those
+    /// pinned, the key is in the provider's JWKS, the signature holds, and
+    /// `iss`, `aud`, `exp` and `nbf` are right. `Ok(Err(reason))`: not a
+    /// valid token (401); `Err`: the key set cannot be read (fail closed).
+    pub async fn verify_bearer(
+        &self,
+        token: &str,
+    ) -> Result<Result<BearerIdentity, String>, StoreError> {
+        let Some(bearer) = &self.config.bearer else {
+            return Ok(Err("this provider's tokens are not accepted".into()));
+        };
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(header) => header,
+            Err(e) => return Ok(Err(format!("not a JWT: {e}"))),
+        };
+        if !pinned(bearer).contains(&header.alg) {
+            return Ok(Err(format!("algorithm {:?} is not accepted", header.alg)));
+        }
+        let kid = header.kid.unwrap_or_default();
+        let Some(keys) = self.keys_with(&kid, bearer).await? else {
+            return Ok(Err(
+                "the token's key is not in the provider's key set".into()
+            ));
+        };
+        let Some(key) = keys.keys.get(&kid) else {
+            return Ok(Err(
+                "the token's key is not in the provider's key set".into()
+            ));
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = bearer.leeway_seconds;
+        validation.validate_nbf = true;
+        let issuer = self.config.issuer.trim_end_matches('/');
+        validation.set_issuer(&[issuer.to_owned(), format!("{issuer}/")]);
+        if bearer.audiences.is_empty() {
+            validation.set_audience(&[&self.config.client_id]);
+        } else {
+            validation.set_audience(&bearer.audiences);
+        }
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let claims = match jsonwebtoken::decode::<serde_json::Value>(token, key, &validation) {
+            Ok(data) => data.claims,
+            Err(e) => return Ok(Err(format!("the token is not valid: {e}"))),
+        };
+        let expires_at = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
+        Ok(self.map_claims(&claims).map(|identity| BearerIdentity {
+            identity,
+            expires_at,
+        }))
+    }
+
+    /// The key set, read again when it is older than its TTL, or when it
+    /// lacks `kid` and was not read in the last `jwks_min_refresh_seconds`.
+    async fn keys_with(
+        &self,
+        kid: &str,
+        bearer: &BearerConfig,
+    ) -> Result<Option<Arc<KeySet>>, StoreError> {
+        let ttl = Duration::from_secs(bearer.jwks_ttl_seconds);
+        let min_refresh = Duration::from_secs(bearer.jwks_min_refresh_seconds);
+        let fresh = |set: &KeySet| set.read.elapsed() < ttl && set.keys.contains_key(kid);
+        if let Some(set) = self.keys.load_full().filter(|s| fresh(s)) {
+            return Ok(Some(set));
+        }
+        let mut last = self.keys_read.lock().await;
+        // Another caller may have read it while this one waited.
+        if let Some(set) = self.keys.load_full().filter(|s| fresh(s)) {
+            return Ok(Some(set));
+        }
+        let current = self.keys.load_full();
+        let stale = current.as_ref().is_none_or(|s| s.read.elapsed() >= ttl);
+        let may_read = stale || last.is_none_or(|at| at.elapsed() >= min_refresh);
+        if !may_read {
+            return Ok(current);
+        }
+        *last = Some(Instant::now());
+        let set = Arc::new(self.guard.call(read_retry, || self.read_keys()).await?);
+        self.keys.store(Some(set.clone()));
+        Ok(Some(set))
+    }
+
+    async fn read_keys(&self) -> Result<KeySet, StoreError> {
+        let metadata = self.metadata().await?;
+        let uri = metadata
+            .jwks_uri
+            .as_deref()
+            .ok_or_else(|| StoreError::Corrupt("the discovery document has no jwks_uri".into()))?;
+        let document: serde_json::Value = self
+            .http
+            .get(uri)
+            .send()
+            .await
+            .map_err(unreachable)?
+            .error_for_status()
+            .map_err(|e| failure("JWKS", e))?
+            .json()
+            .await
+            .map_err(|e| failure("JWKS", e))?;
+        let listed = document
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or_else(|| failure("JWKS", "no `keys` list"))?;
+        let mut keys = HashMap::new();
+        for value in listed {
+            // Keys of a type this cannot use, and shared secrets, are skipped.
+            let Ok(jwk) = serde_json::from_value::<Jwk>(value.clone()) else {
+                continue;
+            };
+            if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+                continue;
+            }
+            if let Ok(key) = DecodingKey::from_jwk(&jwk) {
+                keys.insert(jwk.common.key_id.clone().unwrap_or_default(), key);
+            }
+        }
+        Ok(KeySet {
+            keys,
+            read: Instant::now(),
         })
     }
 
@@ -223,12 +385,13 @@ impl OidcDirectory {
         Ok(self.map_claims(&claims))
     }
 
+    /// Maps a provider's claims (userinfo, or a verified token's) to an identity.
     fn map_claims(&self, claims: &serde_json::Value) -> Result<DirectoryIdentity, String> {
         let c = &self.config.claims;
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         let subject = text(&c.subject)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("userinfo has no `{}` claim", c.subject))?;
+            .ok_or_else(|| format!("the claims have no `{}`", c.subject))?;
         let groups: Vec<String> = claims
             .get(&c.groups)
             .and_then(|v| v.as_array())
@@ -255,4 +418,14 @@ impl OidcDirectory {
             member_of: groups,
         })
     }
+}
+
+/// The algorithms `bearer.algorithms` names (validated at load).
+fn pinned(bearer: &BearerConfig) -> Vec<Algorithm> {
+    bearer
+        .algorithms
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        .collect()
 }

@@ -155,7 +155,55 @@ pub struct OidcConfig {
     pub claims: OidcClaims,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Accept this provider's signed JWTs as bearer credentials of ext_authz
+    /// checks, verified against its JWKS; absent: not accepted.
+    #[serde(default)]
+    pub bearer: Option<BearerConfig>,
 }
+
+/// `[backends.<name>.bearer]`: how this provider's JWTs are checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerConfig {
+    /// `aud` must name one of these; empty: the `client_id`.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The signature algorithms accepted, pinned: a token signed otherwise
+    /// is refused whatever its key. Asymmetric only (RS*, PS*, ES*, EdDSA).
+    #[serde(default = "default_bearer_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway_seconds")]
+    pub leeway_seconds: u64,
+    /// How long the fetched key set is used before it is read again. A
+    /// token naming an unknown `kid` reads it again sooner, at most once
+    /// every `jwks_min_refresh_seconds`.
+    #[serde(default = "default_jwks_ttl_seconds")]
+    pub jwks_ttl_seconds: u64,
+    #[serde(default = "default_jwks_min_refresh_seconds")]
+    pub jwks_min_refresh_seconds: u64,
+}
+
+fn default_bearer_algorithms() -> Vec<String> {
+    vec!["RS256".into()]
+}
+
+fn default_leeway_seconds() -> u64 {
+    30
+}
+
+fn default_jwks_ttl_seconds() -> u64 {
+    600
+}
+
+fn default_jwks_min_refresh_seconds() -> u64 {
+    30
+}
+
+/// The algorithms `[backends.<name>.bearer] algorithms` may name.
+pub const BEARER_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// Which userinfo claim fills which identity field.
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +287,36 @@ pub(super) fn validate(
             }
             if o.timeout_ms == 0 {
                 return Err(invalid(key("timeout_ms"), "must be greater than 0"));
+            }
+            if let Some(bearer) = &o.bearer {
+                if bearer.algorithms.is_empty() {
+                    return Err(invalid(key("bearer.algorithms"), "must name at least one"));
+                }
+                if let Some(bad) = bearer
+                    .algorithms
+                    .iter()
+                    .find(|a| !BEARER_ALGORITHMS.contains(&a.as_str()))
+                {
+                    return Err(invalid(
+                        key("bearer.algorithms"),
+                        &format!(
+                            "`{bad}` is not one of {}; shared-secret (HS*) and `none` are never accepted",
+                            BEARER_ALGORITHMS.join(", ")
+                        ),
+                    ));
+                }
+                if bearer.audiences.iter().any(String::is_empty) {
+                    return Err(invalid(
+                        key("bearer.audiences"),
+                        "must not hold an empty name",
+                    ));
+                }
+                if bearer.jwks_ttl_seconds == 0 {
+                    return Err(invalid(
+                        key("bearer.jwks_ttl_seconds"),
+                        "must be greater than 0",
+                    ));
+                }
             }
             Ok(())
         }

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use backend::{
-    BackendConfig, DirectoryConfig, LdapAttributes, LdapConfig, OidcClaims, OidcConfig, stores,
+    BackendConfig, BearerConfig, DirectoryConfig, LdapAttributes, LdapConfig, OidcClaims,
+    OidcConfig, stores,
 };
 pub use decision_log::{DecisionLogConfig, Sink};
 pub use env::ENV_PREFIX;

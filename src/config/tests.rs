@@ -166,4 +166,27 @@ fn directory_mistakes_are_named() {
     )
     .unwrap_err();
     assert!(oidc.to_string().contains("backends.op.scopes"), "{oidc}");
+    let provider = "[backends.op]\nkind = \"oidc\"\nissuer = \"https://op\"\nclient_id = \"c\"\nredirect_url = \"https://me/cb\"\n[backends.op.bearer]\n";
+    let pinned = Config::from_toml_str(provider).unwrap();
+    let Some(BackendConfig::Directory(directory)) = pinned.backends.get("op") else {
+        panic!("op is a directory");
+    };
+    let DirectoryConfig::Oidc(op) = directory.as_ref() else {
+        panic!("op is an OIDC provider");
+    };
+    assert_eq!(op.bearer.as_ref().unwrap().algorithms, ["RS256"]);
+    for (bad, why) in [
+        ("algorithms = [\"HS256\"]", "never accepted"),
+        ("algorithms = [\"none\"]", "never accepted"),
+        ("algorithms = []", "at least one"),
+        ("audiences = [\"\"]", "empty"),
+    ] {
+        let err = Config::from_toml_str(&format!("{provider}{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("backends.op.bearer") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
 }

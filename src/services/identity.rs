@@ -20,7 +20,7 @@ use super::tokens::{digest, now};
 use crate::authz::{
     EntitySnapshot, ResolvedIdentity, USER_TYPE, UidInput, identity_entities, parse_uid, user_uid,
 };
-use crate::backends::{Directory, Expect, Registry, Store, StoreError};
+use crate::backends::{Directory, Expect, OidcDirectory, Registry, Store, StoreError};
 use crate::domain::{DirectoryIdentity, qualified};
 
 /// OIDC identities linked by a sign-in, by `<provider>:<subject>`.
@@ -79,10 +79,37 @@ struct Link {
     linked_at: u64,
 }
 
+/// A caller known by a provider's JWT (`[backends.<name>.bearer]`).
+pub struct BearerCaller {
+    /// `Portcullis::User::"<provider>:<subject>"`.
+    pub principal: cedar_policy::EntityUid,
+    /// The user and its groups as Cedar entities, with their own stamp.
+    pub identity: Arc<ResolvedIdentity>,
+    /// The token's `exp`.
+    pub expires_at: u64,
+}
+
+/// What a bearer token is to the configured providers.
+pub enum Bearer {
+    /// No provider that accepts bearer tokens issued it: it may be one of
+    /// this server's own tokens, or an API key.
+    NotIssued,
+    Valid(Arc<BearerCaller>),
+    /// Issued by a configured provider, but not valid (401).
+    Invalid(String),
+    /// The provider's key set cannot be read (fail closed).
+    Unavailable {
+        directory: String,
+        error: StoreError,
+    },
+}
+
 pub struct Identities {
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     cache: Cache<String, Arc<ResolvedIdentity>>,
+    /// Verified provider tokens, by the SHA-256 of the token.
+    bearers: Cache<String, Arc<BearerCaller>>,
     stamps: AtomicU64,
 }
 
@@ -97,6 +124,10 @@ impl Identities {
             registry,
             store,
             cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            bearers: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
@@ -152,6 +183,71 @@ impl Identities {
                 }
             }
         }
+    }
+
+    /// A bearer JWT checked by the provider whose issuer it names, when
+    /// that provider accepts bearer tokens. Verified tokens are kept (by
+    /// digest) for the identity TTL, never past their `exp`.
+    pub async fn bearer(&self, token: &str) -> Bearer {
+        let Some((name, oidc)) = self.bearer_provider(token) else {
+            return Bearer::NotIssued;
+        };
+        let key = digest(token);
+        if let Some(known) = self.bearers.get(&key) {
+            if known.expires_at > now() {
+                return Bearer::Valid(known);
+            }
+            self.bearers.invalidate(&key);
+        }
+        let verified = match oidc.verify_bearer(token).await {
+            Ok(Ok(verified)) => verified,
+            Ok(Err(reason)) => return Bearer::Invalid(reason),
+            Err(e) => {
+                tracing::warn!(directory = %name, error = %e, "Provider keys unavailable; the bearer token is refused.");
+                return Bearer::Unavailable {
+                    directory: name,
+                    error: e,
+                };
+            }
+        };
+        let entities = match identity_entities(&verified.identity) {
+            Ok(entities) => entities,
+            Err(e) => return Bearer::Invalid(e.to_string()),
+        };
+        let caller = Arc::new(BearerCaller {
+            principal: user_uid(&verified.identity.user_id()),
+            identity: Arc::new(ResolvedIdentity {
+                entities: entities.into(),
+                stamp: self.stamps.fetch_add(1, Ordering::Relaxed) + 1,
+            }),
+            expires_at: verified.expires_at,
+        });
+        self.bearers.insert(key, caller.clone());
+        Bearer::Valid(caller)
+    }
+
+    /// The provider that accepts bearer tokens and whose issuer the token
+    /// names (unverified: its keys then check the token).
+    fn bearer_provider(&self, token: &str) -> Option<(String, Arc<OidcDirectory>)> {
+        let accepting: Vec<(&String, &Arc<OidcDirectory>)> = self
+            .registry
+            .directories()
+            .iter()
+            .filter_map(|(name, directory)| match directory {
+                Directory::Oidc(oidc) if oidc.bearer_issuer().is_some() => Some((name, oidc)),
+                _ => None,
+            })
+            .collect();
+        // Most deployments have none: then the token is not even decoded.
+        if accepting.is_empty() {
+            return None;
+        }
+        let issuer = unverified_issuer(token)?;
+        let issuer = issuer.trim_end_matches('/');
+        accepting
+            .into_iter()
+            .find(|(_, oidc)| oidc.bearer_issuer() == Some(issuer))
+            .map(|(name, oidc)| (name.clone(), oidc.clone()))
     }
 
     /// Caches what the directory said about `id` under a new stamp.
@@ -350,4 +446,23 @@ impl Identities {
 /// The Cedar uid string of a directory user.
 pub fn principal_of(identity: &DirectoryIdentity) -> String {
     user_uid(&qualified(&identity.directory, &identity.subject)).to_string()
+}
+
+/// The `iss` claim of a JWT, read without checking anything: only to pick
+/// the provider whose keys then check the token.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Issuer {
+        iss: String,
+    }
+    serde_json::from_slice::<Issuer>(&bytes).ok().map(|i| i.iss)
 }

@@ -24,7 +24,10 @@ pub use accounts::{
 };
 pub use api_keys::{API_KEY_INDEX, API_KEYS, ApiKey, CreatedApiKey, NewApiKey, SCOPES};
 pub use catalog::{Catalog, ServiceError};
-pub use identity::{IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution, principal_of};
+pub use identity::{
+    Bearer, BearerCaller, IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution,
+    principal_of,
+};
 pub use mail::{MailError, Mailer};
 pub use mfa::{
     Delegated, Enrollment, LoginOutcome, MFA, MFA_CHALLENGES, PendingApproval, PendingLogin,

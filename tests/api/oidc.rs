@@ -158,6 +158,13 @@ permit(
 
 /// Starts Portcullis with provider `op` and the provider itself.
 async fn setup() -> (TestApp, OwnProvider, String) {
+    setup_with(|_| {}).await
+}
+
+/// Like `setup`, after `adjust` has changed the test configuration.
+async fn setup_with(
+    adjust: impl FnOnce(&mut portcullis::config::Config),
+) -> (TestApp, OwnProvider, String) {
     let provider_port = spare_port();
     let issuer = format!("http://127.0.0.1:{provider_port}");
     let app_port = spare_port();
@@ -170,6 +177,10 @@ async fn setup() -> (TestApp, OwnProvider, String) {
         redirect_url = "{redirect}"
         scopes = ["openid", "email", "profile", "groups"]
         display_name = "Test provider"
+
+        [bearer]
+        audiences = ["portcullis"]
+        algorithms = ["RS256"]
         "#
     ))
     .unwrap();
@@ -180,6 +191,7 @@ async fn setup() -> (TestApp, OwnProvider, String) {
             "op".into(),
             BackendConfig::Directory(Box::new(DirectoryConfig::Oidc(config))),
         );
+        adjust(c);
     })
     .await;
     let provider = OwnProvider::start(provider_port, &redirect);
@@ -312,5 +324,109 @@ async fn a_callback_from_another_browser_or_without_state_is_refused() {
     assert_eq!(
         list["providers"],
         json!([{"name": "op", "display_name": "Test provider", "authorize": "/auth/oauth/op/authorize"}])
+    );
+}
+
+const GATEWAY_POLICY: &str = r#"
+@id("gateways-read")
+permit(
+  principal in Portcullis::Group::"op:gateways",
+  action == Docs::Action::"read",
+  resource
+);
+"#;
+
+/// An access token of the provider's `gateway` client: an RS256 JWT for
+/// audience `portcullis`, in group `gateways`.
+async fn gateway_token(issuer: &str) -> String {
+    let response: Value = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("gateway", Some("gateway-test-secret"))
+        .form(&[("grant_type", "client_credentials"), ("scope", "api")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a token: {response}"))
+        .to_owned()
+}
+
+/// The token with its payload's `sub` changed and the signature kept.
+fn tampered(token: &str) -> String {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = json!("root");
+    let payload = engine.encode(serde_json::to_vec(&claims).unwrap());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+#[tokio::test]
+async fn provider_jwts_are_bearer_credentials_for_checks_and_decisions() {
+    let (app, _provider, issuer) = setup_with(|c| {
+        c.ext_authz = portcullis::config::Config::from_toml_str(
+            r#"
+[[ext_authz.rules]]
+path = "/documents/{id}"
+action = 'Docs::Action::"read"'
+resource = { type = "Docs::Document", id = "{id}" }
+"#,
+        )
+        .unwrap()
+        .ext_authz;
+    })
+    .await;
+    app.write_policy_file("gateway.cedar", GATEWAY_POLICY);
+    let (status, body) = app.post_json("/v1/policies/reload", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = gateway_token(&issuer).await;
+    let check = |token: String| {
+        app.client
+            .get(app.url("/ext_authz/documents/onboarding"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    let allowed = check(token.clone()).await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(
+        allowed.headers()["x-portcullis-principal"],
+        r#"Portcullis::User::"op:gateway""#
+    );
+    // Again, from the verified-token cache.
+    assert_eq!(check(token.clone()).await.unwrap().status(), StatusCode::OK);
+
+    // The decision API takes it too, and decides for it when no principal is named.
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/is_authorized",
+            Auth::Bearer(&token),
+            Some(json!({"action": READ, "resource": ONBOARDING})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decision"], "Allow", "{body}");
+
+    // A changed payload breaks the signature.
+    let forged = check(tampered(&token)).await.unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    // A shared-secret token naming the provider is refused whatever its key.
+    let claims = json!({"iss": issuer, "aud": "portcullis", "sub": "gateway", "groups": ["gateways"],
+        "exp": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 300});
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"guessed"),
+    )
+    .unwrap();
+    assert_eq!(
+        check(hs256).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
     );
 }
