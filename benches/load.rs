@@ -6,9 +6,15 @@
 //! - `cargo bench --bench load -- floor ADDR` serves a fixed decision body
 //!   from bare hyper: the throughput ceiling the load script compares the
 //!   cached decision path against;
-//! - `cargo bench --bench load -- rate ADDR RATE SECONDS repeated|unique`
-//!   sends decisions at a fixed rate (open loop: latency counts from when a
-//!   request was due, so a stall is not hidden) and prints percentiles.
+//! - `cargo bench --bench load -- rate ADDR RATE SECONDS MODE` sends
+//!   requests at a fixed rate (open loop: latency counts from when a request
+//!   was due, so a stall is not hidden) and prints percentiles. MODE:
+//!   `repeated`/`unique` decisions, `ext-authz[-unique]` HTTP-mode checks,
+//!   `ext-authz-grpc[-unique]` gRPC `Authorization/Check` calls (ADDR is then
+//!   the gRPC port); the ext_authz modes send `LOAD_TOKEN` as the bearer;
+//! - `cargo bench --bench load -- max ADDR CONCURRENCY SECONDS MODE` sends
+//!   as fast as CONCURRENCY callers can (closed loop): throughput, for the
+//!   gRPC modes, which wrk cannot speak.
 //!
 //! Run by plain `cargo bench` it does nothing.
 
@@ -27,6 +33,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+use envoy_types::ext_authz::v3::pb::CheckRequest;
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
+
 const FIXED: &[u8] =
     br#"{"decision":"Allow","diagnostics":{"reason":["docs.owner-full-access"],"errors":[]}}"#;
 
@@ -43,27 +53,22 @@ fn main() -> anyhow::Result<()> {
     {
         ["dataset", dir] => write_dataset(Path::new(dir)),
         ["floor", addr] => serve_floor(addr.parse()?),
-        ["rate", addr, rate, seconds, mode] => {
-            let mode = match *mode {
-                "repeated" => Mode::Decide { unique: false },
-                "unique" => Mode::Decide { unique: true },
-                "ext-authz" | "ext-authz-unique" => Mode::ExtAuthz {
-                    unique: *mode == "ext-authz-unique",
-                    token: std::env::var("LOAD_TOKEN")
-                        .map_err(|_| anyhow::anyhow!("ext-authz modes need LOAD_TOKEN"))?,
-                },
-                other => anyhow::bail!("unknown mode {other}"),
-            };
-            fixed_rate(
-                addr.parse()?,
-                rate.parse()?,
-                seconds.parse()?,
-                Arc::new(mode),
-            )
-        }
+        ["rate", addr, rate, seconds, mode] => fixed_rate(
+            addr.parse()?,
+            rate.parse()?,
+            seconds.parse()?,
+            Arc::new(Mode::parse(mode)?),
+        ),
+        ["max", addr, concurrency, seconds, mode] => closed_loop(
+            addr.parse()?,
+            concurrency.parse()?,
+            seconds.parse()?,
+            Arc::new(Mode::parse(mode)?),
+        ),
         [] => Ok(()),
         other => anyhow::bail!(
-            "usage: load dataset DIR | floor ADDR | rate ADDR RATE SECONDS repeated|unique|ext-authz|ext-authz-unique (got {other:?})"
+            "usage: load dataset DIR | floor ADDR | rate ADDR RATE SECONDS MODE | max ADDR CONCURRENCY SECONDS MODE, MODE one of {} (got {other:?})",
+            Mode::NAMES.join("|")
         ),
     }
 }
@@ -119,41 +124,178 @@ fn serve_floor(addr: SocketAddr) -> anyhow::Result<()> {
 /// Connections the fixed-rate client spreads its requests over.
 const RATE_CONNECTIONS: u32 = 16;
 
-/// What the fixed-rate client sends.
+/// What the load client sends.
 enum Mode {
     /// `POST /v1/is_authorized`: the same request, or a new one each time.
     Decide { unique: bool },
     /// Envoy-style `GET /ext_authz/documents/…` with a bearer token.
     ExtAuthz { unique: bool, token: String },
+    /// Envoy-style `Authorization/Check` over gRPC with a bearer token.
+    Grpc { unique: bool, token: String },
+}
+
+impl Mode {
+    const NAMES: [&str; 6] = [
+        "repeated",
+        "unique",
+        "ext-authz",
+        "ext-authz-unique",
+        "ext-authz-grpc",
+        "ext-authz-grpc-unique",
+    ];
+
+    fn parse(name: &str) -> anyhow::Result<Mode> {
+        let token = || {
+            std::env::var("LOAD_TOKEN")
+                .map_err(|_| anyhow::anyhow!("the ext-authz modes need LOAD_TOKEN"))
+        };
+        Ok(match name {
+            "repeated" | "unique" => Mode::Decide {
+                unique: name == "unique",
+            },
+            "ext-authz" | "ext-authz-unique" => Mode::ExtAuthz {
+                unique: name.ends_with("-unique"),
+                token: token()?,
+            },
+            "ext-authz-grpc" | "ext-authz-grpc-unique" => Mode::Grpc {
+                unique: name.ends_with("-unique"),
+                token: token()?,
+            },
+            other => anyhow::bail!("unknown mode {other}; one of {}", Self::NAMES.join("|")),
+        })
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Mode::Decide { unique: false } => "repeated",
+            Mode::Decide { unique: true } => "unique",
+            Mode::ExtAuthz { unique: false, .. } => "ext-authz",
+            Mode::ExtAuthz { unique: true, .. } => "ext-authz-unique",
+            Mode::Grpc { unique: false, .. } => "ext-authz-grpc",
+            Mode::Grpc { unique: true, .. } => "ext-authz-grpc-unique",
+        }
+    }
+
+    /// One connection's sender.
+    async fn connect(self: &Arc<Self>, addr: SocketAddr) -> anyhow::Result<Connection> {
+        Ok(match &**self {
+            Mode::Grpc { .. } => {
+                let channel = tonic::transport::Endpoint::new(format!("http://{addr}"))?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await?;
+                Connection::Grpc {
+                    client: AuthorizationClient::new(channel),
+                    mode: self.clone(),
+                }
+            }
+            _ => {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Connection::Http {
+                    stream,
+                    buf: vec![0u8; 64 * 1024],
+                    mode: self.clone(),
+                    addr,
+                }
+            }
+        })
+    }
+}
+
+/// One client connection: a raw HTTP/1.1 stream, or a gRPC channel.
+enum Connection {
+    Http {
+        stream: tokio::net::TcpStream,
+        buf: Vec<u8>,
+        mode: Arc<Mode>,
+        addr: SocketAddr,
+    },
+    Grpc {
+        client: AuthorizationClient<tonic::transport::Channel>,
+        mode: Arc<Mode>,
+    },
+}
+
+impl Connection {
+    /// Sends the `n`th request of the run and waits for an allow.
+    async fn send(&mut self, n: usize) -> anyhow::Result<()> {
+        match self {
+            Connection::Http {
+                stream,
+                buf,
+                mode,
+                addr,
+            } => {
+                use tokio::io::AsyncWriteExt;
+                stream.write_all(&request(mode, *addr, n)).await?;
+                read_response(stream, buf).await
+            }
+            Connection::Grpc { client, mode } => {
+                let Mode::Grpc { unique, token } = &**mode else {
+                    unreachable!("a gRPC connection has a gRPC mode");
+                };
+                let answer = client
+                    .check(check_request(*unique, token, n))
+                    .await?
+                    .into_inner();
+                let code = answer.status.map_or(-1, |s| s.code);
+                anyhow::ensure!(code == 0, "not an allow: google.rpc code {code}");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn read_response(stream: &mut tokio::net::TcpStream, buf: &mut [u8]) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut buf[filled..]).await?;
+        anyhow::ensure!(n > 0, "server closed the connection");
+        filled += n;
+        let text = &buf[..filled];
+        if let Some(end) = text.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&text[..end])?;
+            anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "non-200 answer: {head}");
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .ok_or_else(|| anyhow::anyhow!("no content-length"))?
+                .parse()?;
+            if filled >= end + 4 + length {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
 }
 
 fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, mode: Arc<Mode>) -> anyhow::Result<()> {
     use std::time::{Duration, Instant};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
     let per_connection = Duration::from_secs_f64(f64::from(RATE_CONNECTIONS) / f64::from(rate));
     let total_per_connection = rate * seconds / RATE_CONNECTIONS;
-    let label = match &*mode {
-        Mode::Decide { unique: false } => "repeated",
-        Mode::Decide { unique: true } => "unique",
-        Mode::ExtAuthz { unique: false, .. } => "ext-authz",
-        Mode::ExtAuthz { unique: true, .. } => "ext-authz-unique",
-    };
-    let latencies = runtime.block_on(async move {
+    let label = mode.label();
+    let mut latencies = runtime()?.block_on(async move {
         let start = Instant::now() + Duration::from_millis(100);
         let mut tasks = Vec::new();
         for c in 0..RATE_CONNECTIONS {
             let mode = mode.clone();
             tasks.push(tokio::spawn(async move {
-                let mut stream = tokio::net::TcpStream::connect(addr).await?;
-                stream.set_nodelay(true)?;
+                let mut connection = mode.connect(addr).await?;
                 let offset = per_connection / RATE_CONNECTIONS * c;
                 let mut seen = Vec::with_capacity(total_per_connection as usize);
-                let mut buf = vec![0u8; 64 * 1024];
                 let mut previous_done = start;
                 for i in 0..total_per_connection {
                     let due = start + offset + per_connection * i;
@@ -167,9 +309,9 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, mode: Arc<Mode>) -> any
                     } else {
                         Instant::now()
                     };
-                    let n = (c * total_per_connection + i) as usize;
-                    stream.write_all(&request(&mode, addr, n)).await?;
-                    read_response(&mut stream, &mut buf).await?;
+                    connection
+                        .send((c * total_per_connection + i) as usize)
+                        .await?;
                     previous_done = Instant::now();
                     seen.push(previous_done.duration_since(began).as_micros() as u64);
                 }
@@ -182,51 +324,72 @@ fn fixed_rate(addr: SocketAddr, rate: u32, seconds: u32, mode: Arc<Mode>) -> any
         }
         anyhow::Ok(all)
     })?;
-
-    async fn read_response(
-        stream: &mut tokio::net::TcpStream,
-        buf: &mut [u8],
-    ) -> anyhow::Result<()> {
-        let mut filled = 0;
-        loop {
-            let n = stream.read(&mut buf[filled..]).await?;
-            anyhow::ensure!(n > 0, "server closed the connection");
-            filled += n;
-            let text = &buf[..filled];
-            if let Some(end) = text.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&text[..end])?;
-                anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "non-200 answer: {head}");
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().to_owned())
-                    })
-                    .ok_or_else(|| anyhow::anyhow!("no content-length"))?
-                    .parse()?;
-                if filled >= end + 4 + length {
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    let mut latencies = latencies;
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 * p / 100.0) as usize).min(latencies.len() - 1)]
-    };
     println!(
-        "RESULT fixed-rate {rate}/s {} requests={} p50={}us p99={}us p99.9={}us max={}us",
-        label,
-        latencies.len(),
+        "RESULT fixed-rate {rate}/s {label} {}",
+        percentiles(&latencies)
+    );
+    Ok(())
+}
+
+/// As fast as `concurrency` callers go, each waiting for its answer.
+fn closed_loop(
+    addr: SocketAddr,
+    concurrency: u32,
+    seconds: u32,
+    mode: Arc<Mode>,
+) -> anyhow::Result<()> {
+    use std::time::{Duration, Instant};
+
+    let label = mode.label();
+    let run = Duration::from_secs(u64::from(seconds));
+    let (mut latencies, elapsed) = runtime()?.block_on(async move {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..concurrency {
+            let mode = mode.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut connection = mode.connect(addr).await?;
+                let mut seen = Vec::new();
+                let mut i = 0usize;
+                while start.elapsed() < run {
+                    let began = Instant::now();
+                    connection.send(c as usize * 10_000_000 + i).await?;
+                    seen.push(began.elapsed().as_micros() as u64);
+                    i += 1;
+                }
+                anyhow::Ok(seen)
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await??);
+        }
+        anyhow::Ok((all, start.elapsed()))
+    })?;
+    latencies.sort_unstable();
+    println!(
+        "RESULT max -c{concurrency} {label} {:.0} requests/s {}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentiles(&latencies)
+    );
+    Ok(())
+}
+
+/// `requests=… p50=… p99=… p99.9=… max=…` of sorted latencies (µs).
+fn percentiles(sorted: &[u64]) -> String {
+    if sorted.is_empty() {
+        return "requests=0".into();
+    }
+    let pct = |p: f64| sorted[((sorted.len() as f64 * p / 100.0) as usize).min(sorted.len() - 1)];
+    format!(
+        "requests={} p50={}us p99={}us p99.9={}us max={}us",
+        sorted.len(),
         pct(50.0),
         pct(99.0),
         pct(99.9),
-        latencies.last().copied().unwrap_or(0),
-    );
-    Ok(())
+        sorted.last().copied().unwrap_or(0)
+    )
 }
 
 fn request_body(unique: bool, n: usize) -> String {
@@ -242,6 +405,15 @@ fn request_body(unique: bool, n: usize) -> String {
     body.to_string()
 }
 
+/// The document the `n`th ext_authz check is for.
+fn document(unique: bool, n: usize) -> String {
+    if unique {
+        format!("d{n}")
+    } else {
+        "onboarding".into()
+    }
+}
+
 /// The `n`th request of a run, whole.
 fn request(mode: &Mode, addr: SocketAddr, n: usize) -> Vec<u8> {
     match mode {
@@ -254,17 +426,42 @@ fn request(mode: &Mode, addr: SocketAddr, n: usize) -> Vec<u8> {
             )
             .into_bytes()
         }
-        Mode::ExtAuthz { unique, token } => {
-            let document = if *unique {
-                format!("d{n}")
-            } else {
-                "onboarding".into()
-            };
+        Mode::ExtAuthz { unique, token } | Mode::Grpc { unique, token } => {
+            let document = document(*unique, n);
             format!(
                 "GET /ext_authz/documents/{document} HTTP/1.1\r\nHost: docs.example.com\r\n\
                  Authorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n"
             )
             .into_bytes()
         }
+    }
+}
+
+/// The `n`th gRPC check, as Envoy builds one.
+fn check_request(unique: bool, token: &str, n: usize) -> CheckRequest {
+    let path = format!("/documents/{}", document(unique, n));
+    let headers = [
+        (":authority", "docs.example.com".to_owned()),
+        (":method", "GET".to_owned()),
+        (":path", path.clone()),
+        ("authorization", format!("Bearer {token}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    method: "GET".into(),
+                    path,
+                    host: "docs.example.com".into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
     }
 }

@@ -2,8 +2,9 @@
 # make accounts-load: what accounts and the sidecar cost. Login latency
 # (Argon2id at OWASP parameters, so a login is meant to be slow); a decision
 # made with an API key next to the same decision without credentials; and
-# Envoy-style ext_authz checks with a JWT principal, cached and uncached,
-# with decision logging on (to a file).
+# Envoy-style ext_authz checks with a JWT principal, cached and uncached, in
+# HTTP mode (wrk) and gRPC mode (the load helper's tonic client), with
+# decision logging on (to a file).
 #
 #   LOAD_DURATION=10s scripts/accounts-load.sh
 set -euo pipefail
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${LOAD_DURATION:-10s}
 PORT=${LOAD_PORT:-18182}
+GRPC_PORT=${LOAD_GRPC_PORT:-18183}
 source scripts/bench-lib.sh
 build_release
 
@@ -22,6 +24,7 @@ PORTCULLIS_REGISTRY__STATE_FILE="$work/active-store" \
 PORTCULLIS_MAIL__OUTBOX_DIR="$work/outbox" \
 PORTCULLIS_POLICIES__WATCH=false \
 PORTCULLIS_LOG__LEVEL=warn \
+PORTCULLIS_EXT_AUTHZ__GRPC_LISTEN=127.0.0.1:$GRPC_PORT \
 PORTCULLIS_EXT_AUTHZ__RULES='[{methods = ["GET"], path = "/documents/{id}", action = "Docs::Action::\"read\"", resource = {type = "Docs::Document", id = "{id}"}}]' \
 PORTCULLIS_DECISION_LOG__ENABLED=true \
 PORTCULLIS_DECISION_LOG__SINK=file \
@@ -51,9 +54,17 @@ result "decision, API key (-c8)" 8 scripts/load/decide-api-key.lua "$base/v1/is_
 result "ext_authz, JWT, cached (-c8)" 8 scripts/load/ext-authz.lua "$base"
 export LOAD_UNIQUE=1
 result "ext_authz, JWT, uncached (-c8)" 8 scripts/load/ext-authz.lua "$base"
+unset LOAD_UNIQUE
 RATE_SECONDS=${LOAD_RATE_SECONDS:-10}
+echo "== ext_authz gRPC, closed loop (8 callers, ${RATE_SECONDS}s)"
+for mode in ext-authz-grpc ext-authz-grpc-unique; do
+  "$helper" max "127.0.0.1:$GRPC_PORT" 8 "$RATE_SECONDS" "$mode" | grep '^RESULT' | sed 's/^RESULT //'
+done
 echo "== fixed rate: 5,000 ext_authz checks/s for ${RATE_SECONDS}s (open loop), decision logging on"
 for mode in ext-authz ext-authz-unique; do
   "$helper" rate "127.0.0.1:$PORT" 5000 "$RATE_SECONDS" "$mode" | grep '^RESULT' | sed 's/^RESULT //'
+done
+for mode in ext-authz-grpc ext-authz-grpc-unique; do
+  "$helper" rate "127.0.0.1:$GRPC_PORT" 5000 "$RATE_SECONDS" "$mode" | grep '^RESULT' | sed 's/^RESULT //'
 done
 echo "decision log: $(wc -l < "$work/decisions.log") lines written, $(curl -fsS "$base/metrics" | grep '^portcullis_decision_log_entries_total{outcome="dropped"}' | awk '{print $2}') dropped"
