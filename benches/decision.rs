@@ -26,6 +26,7 @@ fn snapshots() -> (PolicySnapshot, EntitySnapshot) {
             ("bench.cedar".into(), dataset::group_policies()),
         ],
         api: Vec::new(),
+        rbac: Vec::new(),
         schema: Some(SchemaDoc::Cedar {
             source: "docs.cedarschema".into(),
             text: dataset::SCHEMA.into(),

@@ -235,6 +235,7 @@ fn offline_policies(dir: &std::path::Path) -> anyhow::Result<PolicySnapshot> {
     let inputs = PolicyInputs {
         files: files.files,
         api: Vec::new(),
+        rbac: Vec::new(),
         schema: files.schema,
     };
     PolicySnapshot::build(&inputs, 1).map_err(|e| portcullis::app::describe(e.into()))

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::authz::{AuthzError, Diagnostic};
 use crate::backends::{RegistryError, StoreError};
-use crate::services::{AccountError, IdentityError, ServiceError};
+use crate::services::{AccountError, IdentityError, ItemError, RbacError, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -53,6 +53,8 @@ pub enum ApiError {
     Identity(IdentityError),
     #[error(transparent)]
     Account(AccountError),
+    #[error(transparent)]
+    Rbac(RbacError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("internal error: {0}")]
@@ -65,6 +67,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::Authz(e) => ApiError::Authz(e),
             ServiceError::Store(e) => ApiError::Store(e),
             e @ ServiceError::Corrupt { .. } => ApiError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+impl From<RbacError> for ApiError {
+    fn from(e: RbacError) -> Self {
+        match e {
+            RbacError::Service(e) => e.into(),
+            e => ApiError::Rbac(e),
         }
     }
 }
@@ -98,6 +109,12 @@ struct Body<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     diagnostics: Option<&'a [Diagnostic]>,
+    /// A bulk request's invalid items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<&'a [ItemError]>,
+    /// What still depends on what was to be removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dependents: Option<&'a [String]>,
 }
 
 impl ApiError {
@@ -132,6 +149,7 @@ impl ApiError {
                 A::PolicyExists(_) => (StatusCode::CONFLICT, "POLICY_EXISTS"),
                 A::PolicyNotFound(_) => (StatusCode::NOT_FOUND, "POLICY_NOT_FOUND"),
                 A::PolicyFromFile(_) => (StatusCode::CONFLICT, "POLICY_FROM_FILE"),
+                A::PolicyFromRbac(_) => (StatusCode::CONFLICT, "POLICY_FROM_RBAC"),
                 A::EntityNotFound(_) => (StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND"),
             },
             ApiError::Store(StoreError::Conflict { .. }) => {
@@ -216,6 +234,22 @@ impl ApiError {
                 AccountError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"),
                 AccountError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },
+            ApiError::Rbac(e) => match e {
+                RbacError::Invalid { .. } => (StatusCode::BAD_REQUEST, "RBAC_INVALID"),
+                RbacError::GrantExists(_) => (StatusCode::CONFLICT, "GRANT_EXISTS"),
+                RbacError::GrantNotFound => (StatusCode::NOT_FOUND, "GRANT_NOT_FOUND"),
+                RbacError::RoleNotFound(_) => (StatusCode::NOT_FOUND, "ROLE_NOT_FOUND"),
+                RbacError::RoleCycle { .. } => (StatusCode::CONFLICT, "ROLE_CYCLE"),
+                RbacError::RoleInUse { .. } => (StatusCode::CONFLICT, "ROLE_IN_USE"),
+                RbacError::NotAssigned { .. } => (StatusCode::NOT_FOUND, "ROLE_NOT_ASSIGNED"),
+                RbacError::AlreadyAssigned { .. } => {
+                    (StatusCode::CONFLICT, "ROLE_ALREADY_ASSIGNED")
+                }
+                RbacError::Bulk { .. } => (StatusCode::BAD_REQUEST, "BULK_REJECTED"),
+                RbacError::ResetNotConfirmed => (StatusCode::BAD_REQUEST, "CONFIRMATION_REQUIRED"),
+                RbacError::BackupNotFound(_) => (StatusCode::NOT_FOUND, "BACKUP_NOT_FOUND"),
+                RbacError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            },
             ApiError::Store(StoreError::Corrupt(_))
             | ApiError::Corrupt(_)
             | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
@@ -248,6 +282,14 @@ impl ApiError {
                 code,
                 message,
                 diagnostics: self.diagnostics(),
+                items: match self {
+                    ApiError::Rbac(RbacError::Bulk { errors, .. }) => Some(errors),
+                    _ => None,
+                },
+                dependents: match self {
+                    ApiError::Rbac(RbacError::RoleInUse { dependents, .. }) => Some(dependents),
+                    _ => None,
+                },
             },
         };
         serde_json::to_vec(&envelope).unwrap_or_default()

@@ -29,6 +29,7 @@ mod mfa;
 mod openapi;
 mod ops;
 mod policies;
+mod rbac;
 mod schema;
 mod storage;
 mod users;
@@ -483,6 +484,109 @@ pub fn routes(ext_authz_prefix: &str) -> Vec<Route> {
             &format!("{ext_authz_prefix}/{{*path}}"),
             "Envoy ext_authz check (any method; the prefix is configurable)",
             ext_authz::check,
+        ),
+        route(
+            "POST",
+            "/rbac/check",
+            "Decide `{subject, object, action}`, as /v1/is_authorized does",
+            rbac::check,
+        ),
+        route(
+            "GET",
+            "/rbac/policies",
+            "Admin: every RBAC grant",
+            rbac::list_grants,
+        ),
+        route(
+            "POST",
+            "/rbac/policies",
+            "Admin: add a grant (compiled to the Cedar policy rbac/<id>)",
+            rbac::add_grant,
+        ),
+        route(
+            "DELETE",
+            "/rbac/policies",
+            "Admin: remove a grant",
+            rbac::remove_grant,
+        ),
+        route(
+            "POST",
+            "/rbac/policies/bulk",
+            "Admin: add or remove many grants, all or none",
+            rbac::bulk,
+        ),
+        route(
+            "GET",
+            "/rbac/roles",
+            "Admin: every role with its parents",
+            rbac::list_roles,
+        ),
+        route("GET", "/rbac/roles/{id}", "Admin: one role", rbac::get_role),
+        route(
+            "PUT",
+            "/rbac/roles/{id}",
+            "Admin: create or replace a role and its parents",
+            rbac::put_role,
+        ),
+        route(
+            "DELETE",
+            "/rbac/roles/{id}",
+            "Admin: remove a role (?cascade=true: and what uses it)",
+            rbac::delete_role,
+        ),
+        route(
+            "GET",
+            "/rbac/users/{id}/roles",
+            "Admin: a principal's direct roles",
+            rbac::user_roles,
+        ),
+        route(
+            "POST",
+            "/rbac/users/{id}/roles",
+            "Admin: give a principal a role",
+            rbac::assign_role,
+        ),
+        route(
+            "DELETE",
+            "/rbac/users/{id}/roles",
+            "Admin: take a role from a principal",
+            rbac::unassign_role,
+        ),
+        route(
+            "GET",
+            "/rbac/users/{id}/roles/implicit",
+            "Admin: every role a principal has, with the path to it",
+            rbac::implicit_roles,
+        ),
+        route(
+            "GET",
+            "/rbac/users/{id}/permissions",
+            "Admin: every grant that applies to a principal",
+            rbac::permissions,
+        ),
+        route(
+            "POST",
+            "/rbac/management/reload",
+            "Admin: reload grants and policies from their sources",
+            rbac::reload,
+        ),
+        route(
+            "POST",
+            "/rbac/management/reset",
+            "Admin: remove every grant, role and assignment (backed up first)",
+            rbac::reset,
+        ),
+        route(
+            "GET",
+            "/rbac/management/backups",
+            "Admin: the backups taken by resets",
+            rbac::backups,
+        ),
+        route(
+            "POST",
+            "/rbac/management/restore/{id}",
+            "Admin: put back the grants, roles and assignments of a backup",
+            rbac::restore,
         ),
         route(
             "GET",

@@ -286,8 +286,9 @@ impl Engine {
                 self.is_authorized(&request, policies, &entities)
             }
             (base, additional) => {
-                // Directory entities first: what the caller supplies wins.
-                let mut supplied = directory.to_vec();
+                // What the request supplies wins over the identity's and the
+                // store's entities.
+                let mut supplied = Vec::new();
                 if let Some(additional) = additional {
                     supplied.extend(
                         parse_entities(additional.clone(), schema)?
@@ -301,7 +302,7 @@ impl Engine {
                             .into_iter()
                             .map(|p| p.entity)
                             .collect();
-                        merge([base], supplied, schema)?
+                        merge([base], directory, supplied, schema)?
                     }
                     None => {
                         let mut roots = vec![principal, action, resource];
@@ -313,7 +314,7 @@ impl Engine {
                         }
                         roots.extend(directory.iter().map(Entity::uid));
                         let slices = roots.iter().map(|root| self.slice(stored, root));
-                        merge(slices.collect::<Vec<_>>(), supplied, schema)?
+                        merge(slices.collect::<Vec<_>>(), directory, supplied, schema)?
                     }
                 };
                 self.is_authorized(&request, policies, &entities)

@@ -57,6 +57,29 @@ pub fn parse_entities(
     Ok(out)
 }
 
+/// `doc` with the parents of `extra` added to its own.
+fn with_parents_of(doc: &serde_json::Value, extra: &serde_json::Value) -> serde_json::Value {
+    let mut doc = doc.clone();
+    let added = extra
+        .get("parents")
+        .and_then(|p| p.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if let Some(object) = doc.as_object_mut() {
+        let parents = object
+            .entry("parents")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let Some(list) = parents.as_array_mut() {
+            for parent in added {
+                if !list.contains(&parent) {
+                    list.push(parent);
+                }
+            }
+        }
+    }
+    doc
+}
+
 /// An error with its cause chain, which is where Cedar puts the specifics.
 fn detail(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -74,9 +97,14 @@ fn detail(e: &dyn std::error::Error) -> String {
 
 pub struct EntitySnapshot {
     pub generation: u64,
+    /// The stored entities with the overlay merged in: what decisions read.
     pub entities: Entities,
-    /// Stored documents by key, in key order.
+    /// Stored documents by key, in key order (the overlay not merged in).
     pub docs: BTreeMap<String, serde_json::Value>,
+    /// Entities that RBAC manages (roles, and the roles assigned to
+    /// principals), by key: merged over the stored documents, a stored
+    /// entity keeping its attributes and gaining the overlay's parents.
+    pub overlay: Arc<BTreeMap<String, serde_json::Value>>,
 }
 
 impl EntitySnapshot {
@@ -111,6 +139,51 @@ impl EntitySnapshot {
             generation,
             entities,
             docs,
+            overlay: Arc::default(),
+        })
+    }
+
+    /// The same stored documents under `overlay`, checked against `schema`.
+    pub fn with_overlay(
+        &self,
+        overlay: Arc<BTreeMap<String, serde_json::Value>>,
+        schema: Option<&Schema>,
+        generation: u64,
+    ) -> Result<EntitySnapshot, AuthzError> {
+        Self::combined(self.docs.clone(), overlay, schema, generation)
+    }
+
+    /// Stored documents and an overlay merged into one entity set.
+    fn combined(
+        docs: BTreeMap<String, serde_json::Value>,
+        overlay: Arc<BTreeMap<String, serde_json::Value>>,
+        schema: Option<&Schema>,
+        generation: u64,
+    ) -> Result<EntitySnapshot, AuthzError> {
+        let mut list = Vec::with_capacity(docs.len() + overlay.len());
+        let parse = |doc: serde_json::Value, key: &str| {
+            Entity::from_json_value(doc, schema)
+                .map_err(|e| AuthzError::EntitiesInvalid(format!("{key}: {}", detail(&e))))
+        };
+        for (key, doc) in &docs {
+            let doc = match overlay.get(key) {
+                Some(extra) => with_parents_of(doc, extra),
+                None => doc.clone(),
+            };
+            list.push(parse(doc, key)?);
+        }
+        for (key, doc) in overlay.iter() {
+            if !docs.contains_key(key) {
+                list.push(parse(doc.clone(), key)?);
+            }
+        }
+        let entities = Entities::from_entities(list, schema)
+            .map_err(|e| AuthzError::EntitiesInvalid(detail(&e)))?;
+        Ok(EntitySnapshot {
+            generation,
+            entities,
+            docs,
+            overlay,
         })
     }
 
@@ -125,6 +198,16 @@ impl EntitySnapshot {
         let mut docs = self.docs.clone();
         for uid in removals {
             docs.remove(&entity_key(uid));
+        }
+        let touches_overlay = upserts.iter().any(|p| self.overlay.contains_key(&p.key))
+            || removals
+                .iter()
+                .any(|uid| self.overlay.contains_key(&entity_key(uid)));
+        if touches_overlay {
+            for p in upserts {
+                docs.insert(p.key, p.json);
+            }
+            return Self::combined(docs, self.overlay.clone(), schema, generation);
         }
         let mut list = Vec::with_capacity(upserts.len());
         for p in upserts {
@@ -145,7 +228,42 @@ impl EntitySnapshot {
             generation,
             entities,
             docs,
+            overlay: self.overlay.clone(),
         })
+    }
+
+    /// The direct parents of `uid` as stored and as the overlay adds them.
+    pub fn direct_parents(&self, uid: &EntityUid) -> Vec<EntityUid> {
+        let key = entity_key(uid);
+        let mut out: Vec<EntityUid> = Vec::new();
+        for doc in [self.docs.get(&key), self.overlay.get(&key)]
+            .into_iter()
+            .flatten()
+        {
+            for parent in doc
+                .get("parents")
+                .and_then(|p| p.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let parsed = parent
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .zip(parent.get("id").and_then(|i| i.as_str()))
+                    .and_then(|(t, i)| {
+                        Some(EntityUid::from_type_name_and_id(
+                            t.parse().ok()?,
+                            cedar_policy::EntityId::new(i),
+                        ))
+                    });
+                if let Some(uid) = parsed
+                    && !out.contains(&uid)
+                {
+                    out.push(uid);
+                }
+            }
+        }
+        out
     }
 
     /// `root`, its ancestors and every entity reachable through
@@ -213,6 +331,7 @@ pub(crate) fn json_refs(value: &serde_json::Value, out: &mut Vec<EntityUid>) {
 /// entities win on the same uid (cedar-agent's rule).
 pub(crate) fn merge(
     slices: impl IntoIterator<Item = Arc<[Entity]>>,
+    identity: &[Entity],
     supplied: Vec<Entity>,
     schema: Option<&Schema>,
 ) -> Result<Entities, AuthzError> {
@@ -221,6 +340,20 @@ pub(crate) fn merge(
         for entity in slice.iter() {
             by_uid.entry(entity.uid()).or_insert_with(|| entity.clone());
         }
+    }
+    // An identity's own entities (a directory's user and groups, a caller)
+    // keep their attributes and gain what the store adds to them: the
+    // roles RBAC assigned, the groups an admin put them in.
+    for entity in identity {
+        let merged = match by_uid.get(&entity.uid()) {
+            Some(stored) => {
+                let (uid, attrs, mut parents) = entity.clone().into_inner();
+                parents.extend(stored.clone().into_inner().2);
+                Entity::new(uid, attrs, parents).unwrap_or_else(|_| entity.clone())
+            }
+            None => entity.clone(),
+        };
+        by_uid.insert(merged.uid(), merged);
     }
     for entity in supplied {
         by_uid.insert(entity.uid(), entity);

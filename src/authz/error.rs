@@ -23,6 +23,8 @@ pub enum AuthzError {
     PolicyNotFound(String),
     #[error("policy `{0}` comes from a file in the policy directory; edit the file instead")]
     PolicyFromFile(String),
+    #[error("policy `{0}` is a compiled RBAC grant; change it through /rbac/policies")]
+    PolicyFromRbac(String),
     #[error("entity `{0}` not found")]
     EntityNotFound(String),
 }

@@ -13,6 +13,7 @@ mod error;
 mod identity;
 mod index;
 mod policies;
+mod rbac;
 mod request;
 mod schema;
 mod uid;
@@ -29,6 +30,7 @@ pub use policies::{
     PolicyDir, PolicyInfo, PolicyInputs, PolicyOrigin, PolicySnapshot, dir_fingerprint,
     load_policy_dir,
 };
+pub use rbac::{RBAC_POLICY_PREFIX, grant_policy, grant_policy_id, overlay, role_uid};
 pub use request::DecisionRequest;
 pub use schema::{SchemaDoc, builtin_fragment};
 pub use uid::{UidInput, parse_uid};

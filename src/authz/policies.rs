@@ -29,6 +29,8 @@ pub enum PolicyOrigin {
     Api,
     /// Compiled into the binary (admin routes).
     Builtin,
+    /// An RBAC grant (`/rbac/policies`), compiled to the policy `rbac/<id>`.
+    Rbac,
 }
 
 /// A policy as `GET /v1/policies` lists it.
@@ -49,6 +51,8 @@ pub struct PolicyInputs {
     pub files: Vec<(String, String)>,
     /// `(id, content)` of each policy stored through the API.
     pub api: Vec<(String, String)>,
+    /// `(id, content)` of each compiled RBAC grant.
+    pub rbac: Vec<(String, String)>,
     /// The application schema in force, if any.
     pub schema: Option<SchemaDoc>,
 }
@@ -113,8 +117,13 @@ impl PolicySnapshot {
                 Err(mut errors) => diagnostics.append(&mut errors),
             }
         }
-        for (id, content) in &inputs.api {
-            let source = format!("api:{id}");
+        let stored = inputs
+            .api
+            .iter()
+            .map(|p| (p, PolicyOrigin::Api, "api"))
+            .chain(inputs.rbac.iter().map(|p| (p, PolicyOrigin::Rbac, "rbac")));
+        for ((id, content), origin, kind) in stored {
+            let source = format!("{kind}:{id}");
             if texts.contains_key(id) {
                 diagnostics.push(duplicate(&source, id));
                 continue;
@@ -124,7 +133,7 @@ impl PolicySnapshot {
                     infos.push(PolicyInfo {
                         id: id.clone(),
                         content: content.clone(),
-                        source: PolicyOrigin::Api,
+                        source: origin,
                         line: None,
                     });
                     texts.insert(id.clone(), (source.clone(), content.as_str()));

@@ -8,13 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use cedar_policy::EntityUid;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::rbac::{RbacState, TOPIC_RBAC};
+
 use crate::authz::{
     AuthzError, CacheSettings, Engine, EntitySnapshot, PolicyInputs, PolicyOrigin, PolicySnapshot,
-    SchemaDoc, entity_key, load_policy_dir, parse_entities,
+    RBAC_POLICY_PREFIX, SchemaDoc, entity_key, load_policy_dir, parse_entities,
 };
 use crate::backends::{Expect, Notice, Op, RedisBus, Store, StoreError, scan_all};
 
@@ -55,6 +58,8 @@ pub struct Catalog {
     writer: Mutex<()>,
     /// Tells other instances sharing the store what changed.
     bus: Option<Arc<RedisBus>>,
+    /// RBAC grants, roles and assignments, compiled into the snapshots.
+    rbac: ArcSwap<RbacState>,
 }
 
 impl Catalog {
@@ -65,10 +70,16 @@ impl Catalog {
         policy_dir: &Path,
         cache: &CacheSettings,
     ) -> Result<Catalog, ServiceError> {
-        let inputs = read_inputs(store.as_ref(), policy_dir).await?;
+        let rbac = RbacState::load(store.as_ref()).await?;
+        let mut inputs = read_inputs(store.as_ref(), policy_dir).await?;
+        inputs.rbac = rbac.compiled();
         let policies = PolicySnapshot::build(&inputs, 1)?;
         let docs = read_entity_docs(store.as_ref()).await?;
-        let entities = EntitySnapshot::from_docs(docs, policies.schema.as_ref(), 1)?;
+        let entities = EntitySnapshot::from_docs(docs, policies.schema.as_ref(), 1)?.with_overlay(
+            Arc::new(rbac.overlay()),
+            policies.schema.as_ref(),
+            1,
+        )?;
         let engine = Arc::new(Engine::new(policies, entities, cache));
         Ok(Catalog {
             store,
@@ -76,6 +87,7 @@ impl Catalog {
             policy_dir: policy_dir.to_owned(),
             writer: Mutex::new(()),
             bus: None,
+            rbac: ArcSwap::from_pointee(rbac),
         })
     }
 
@@ -99,6 +111,7 @@ impl Catalog {
     pub async fn apply(&self, notice: &Notice) -> Result<(), ServiceError> {
         match notice {
             Notice::Changed(topic) if topic == TOPIC_ENTITIES => self.refresh_entities().await,
+            // Grants are policies and roles are entities: reload both.
             Notice::Changed(_) => self.refresh_policies().await,
             Notice::Resync => {
                 self.refresh_policies().await?;
@@ -116,13 +129,65 @@ impl Catalog {
         let _guard = self.writer.lock().await;
         let docs = read_entity_docs(self.store.as_ref()).await?;
         let policies = self.engine.policies();
-        let snapshot = EntitySnapshot::from_docs(
-            docs,
-            policies.schema.as_ref(),
-            self.engine.next_generation(),
+        let schema = policies.schema.as_ref();
+        let generation = self.engine.next_generation();
+        let snapshot = EntitySnapshot::from_docs(docs, schema, generation)?.with_overlay(
+            self.engine.entities().overlay.clone(),
+            schema,
+            generation,
         )?;
         self.engine.swap_entities(snapshot);
         Ok(())
+    }
+
+    /// The RBAC grants, roles and assignments being served.
+    pub fn rbac(&self) -> Arc<RbacState> {
+        self.rbac.load_full()
+    }
+
+    /// One RBAC change: `change` gives the new state, the store writes that
+    /// make it, and an answer. The grants are compiled and the overlay built
+    /// and checked first; then the store is written in one transaction and
+    /// the snapshots swapped. An error anywhere changes nothing.
+    pub async fn change_rbac<T, E: From<ServiceError>>(
+        &self,
+        change: impl FnOnce(&RbacState) -> Result<(RbacState, Vec<Op>, T), E>,
+    ) -> Result<T, E> {
+        let _guard = self.writer.lock().await;
+        let current = self.rbac.load_full();
+        let (next, ops, answer) = change(&current)?;
+        let generation = self.engine.next_generation();
+        let policies = if next.grants == current.grants {
+            None
+        } else {
+            let mut inputs = self.engine.policies().inputs.clone();
+            inputs.rbac = next.compiled();
+            Some(PolicySnapshot::build(&inputs, generation).map_err(ServiceError::from)?)
+        };
+        let entities = if next.roles == current.roles && next.assignments == current.assignments {
+            None
+        } else {
+            let serving = self.engine.policies();
+            let schema = policies.as_ref().unwrap_or(&serving).schema.as_ref();
+            Some(
+                self.engine
+                    .entities()
+                    .with_overlay(Arc::new(next.overlay()), schema, generation)
+                    .map_err(ServiceError::from)?,
+            )
+        };
+        if !ops.is_empty() {
+            self.store.transact(ops).await.map_err(ServiceError::from)?;
+        }
+        if let Some(entities) = entities {
+            self.engine.swap_entities(entities);
+        }
+        if let Some(policies) = policies {
+            self.engine.swap_policies(policies);
+        }
+        self.rbac.store(Arc::new(next));
+        self.announce(TOPIC_RBAC).await;
+        Ok(answer)
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -141,11 +206,18 @@ impl Catalog {
     /// schema the stored entities break, is refused and the serving one stays.
     pub async fn reload(&self) -> Result<Arc<PolicySnapshot>, ServiceError> {
         let _guard = self.writer.lock().await;
-        let inputs = read_inputs(self.store.as_ref(), &self.policy_dir).await?;
+        let rbac = RbacState::load(self.store.as_ref()).await?;
+        let mut inputs = read_inputs(self.store.as_ref(), &self.policy_dir).await?;
+        inputs.rbac = rbac.compiled();
         let policies = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
-        let entities = self.revalidated_entities(&policies)?;
+        let entities = self.engine.entities().with_overlay(
+            Arc::new(rbac.overlay()),
+            policies.schema.as_ref(),
+            self.engine.next_generation(),
+        )?;
         self.engine.swap_entities(entities);
         self.engine.swap_policies(policies);
+        self.rbac.store(Arc::new(rbac));
         Ok(self.engine.policies())
     }
 
@@ -155,8 +227,8 @@ impl Catalog {
         policies: &PolicySnapshot,
     ) -> Result<EntitySnapshot, ServiceError> {
         let stored = self.engine.entities();
-        Ok(EntitySnapshot::from_docs(
-            stored.docs.values().cloned(),
+        Ok(stored.with_overlay(
+            stored.overlay.clone(),
             policies.schema.as_ref(),
             self.engine.next_generation(),
         )?)
@@ -169,6 +241,7 @@ impl Catalog {
         if current.policy(id).is_some() {
             return Err(AuthzError::PolicyExists(id.to_owned()).into());
         }
+        refuse_file_policy(&current, id)?;
         self.write_policies(
             &current,
             vec![(id.to_owned(), content.to_owned())],
@@ -212,7 +285,7 @@ impl Catalog {
         match current.policy(id).map(|p| &p.source) {
             None => return Err(AuthzError::PolicyNotFound(id.to_owned()).into()),
             Some(PolicyOrigin::Api) => {}
-            Some(_) => return Err(AuthzError::PolicyFromFile(id.to_owned()).into()),
+            Some(_) => return refuse_file_policy(&current, id),
         }
         let mut inputs = current.inputs.clone();
         inputs.api.retain(|(existing, _)| existing != id);
@@ -322,7 +395,13 @@ impl Catalog {
         ops.extend(parsed.iter().map(|p| put_entity(&p.key, &p.json)));
         let generation = self.engine.next_generation();
         let snapshot = if replace {
-            EntitySnapshot::from_parsed(parsed, schema, generation)?
+            let overlay = self.engine.entities().overlay.clone();
+            let fresh = EntitySnapshot::from_parsed(parsed, schema, generation)?;
+            if overlay.is_empty() {
+                fresh
+            } else {
+                fresh.with_overlay(overlay, schema, generation)?
+            }
         } else {
             self.engine
                 .entities()
@@ -361,10 +440,14 @@ impl Catalog {
 }
 
 fn refuse_file_policy(current: &PolicySnapshot, id: &str) -> Result<(), ServiceError> {
+    if id.starts_with(RBAC_POLICY_PREFIX) {
+        return Err(AuthzError::PolicyFromRbac(id.to_owned()).into());
+    }
     match current.policy(id).map(|p| &p.source) {
         Some(PolicyOrigin::File { .. } | PolicyOrigin::Builtin) => {
             Err(AuthzError::PolicyFromFile(id.to_owned()).into())
         }
+        Some(PolicyOrigin::Rbac) => Err(AuthzError::PolicyFromRbac(id.to_owned()).into()),
         _ => Ok(()),
     }
 }
@@ -426,6 +509,7 @@ async fn read_inputs(store: &dyn Store, dir: &Path) -> Result<PolicyInputs, Serv
     Ok(PolicyInputs {
         files: files.files,
         api,
+        rbac: Vec::new(),
         schema,
     })
 }

@@ -11,6 +11,7 @@ mod identity;
 mod mail;
 mod mfa;
 mod passwords;
+mod rbac;
 mod sidecar;
 mod throttle;
 mod tokens;
@@ -31,6 +32,10 @@ pub use identity::{
 pub use mail::{MailError, Mailer};
 pub use mfa::{
     Delegated, Enrollment, LoginOutcome, MFA, MFA_CHALLENGES, PendingApproval, PendingLogin,
+};
+pub use rbac::{
+    BulkOp, GrantInput, ImplicitRole, ItemError, Permission, RBAC, RBAC_BACKUPS, Rbac, RbacError,
+    RbacState, principal_uid,
 };
 pub use sidecar::{CheckedRequest, Mapping, map_request};
 pub use throttle::LOGIN_FAILURES;
@@ -58,6 +63,8 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     MFA,
     MFA_CHALLENGES,
     SIGNING_KEYS,
+    RBAC,
+    RBAC_BACKUPS,
 ];
 
 /// Namespaces `/storage/{namespace}` does not even read: private keys,

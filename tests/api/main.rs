@@ -18,6 +18,7 @@ mod mfa;
 mod oidc;
 mod ops;
 mod policies;
+mod rbac;
 mod resilience;
 mod storage;
 mod stores;
