@@ -191,9 +191,20 @@ impl App {
         let grpc = match grpc_listener {
             Some(grpc_listener) => {
                 tracing::info!(addr = %grpc_listener.local_addr()?, "ext_authz gRPC is listening.");
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+                // No Nagle on the accepted connections (the builder's
+                // `tcp_nodelay` applies only to listeners it binds itself):
+                // a small answer must not wait for the peer's delayed ACK.
+                let incoming = tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                    |accepted| {
+                        accepted.inspect(|stream| {
+                            if let Err(e) = stream.set_nodelay(true) {
+                                tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+                            }
+                        })
+                    },
+                );
                 let server = tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
                     .add_service(api::ExtAuthzGrpc::server(state.clone()))
                     .serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone()));
                 Some(tokio::spawn(server))

@@ -344,9 +344,10 @@ pub async fn restore(
                 .into(),
         ));
     }
-    let restored = rbac(&state).restore(&id).await?;
+    let (backup, restored) = rbac(&state).restore(&id).await?;
     tracing::warn!(backup = %id, grants = restored.grants.len(), "RBAC restored from a backup.");
     Ok(Json(json!({
+        "backup_id": backup,
         "restored": {
             "grants": restored.grants.len(),
             "roles": restored.roles.len(),

@@ -172,8 +172,12 @@ impl EntitySnapshot {
             };
             list.push(parse(doc, key)?);
         }
+        // A principal RBAC knows but the store does not gets a bare stand-in
+        // with its roles, when its type is one of Portcullis's own (all of
+        // whose attributes are optional). An application entity gets its
+        // roles only while it is stored, so removing it is never blocked.
         for (key, doc) in overlay.iter() {
-            if !docs.contains_key(key) {
+            if !docs.contains_key(key) && key.starts_with("Portcullis::") {
                 list.push(parse(doc.clone(), key)?);
             }
         }

@@ -99,6 +99,19 @@ impl PolicySnapshot {
                             diagnostics.push(duplicate(path, &id));
                             continue;
                         }
+                        if id.starts_with(super::rbac::RBAC_POLICY_PREFIX) {
+                            diagnostics.push(Diagnostic {
+                                source: path.clone(),
+                                line: None,
+                                column: None,
+                                policy_id: Some(id.clone()),
+                                message: format!(
+                                    "policy id `{id}`: ids starting with `{}` belong to RBAC grants",
+                                    super::rbac::RBAC_POLICY_PREFIX
+                                ),
+                            });
+                            continue;
+                        }
                         let content = policy.to_string();
                         // The policy's text is its source, as written.
                         let line = text

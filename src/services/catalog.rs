@@ -111,7 +111,7 @@ impl Catalog {
     pub async fn apply(&self, notice: &Notice) -> Result<(), ServiceError> {
         match notice {
             Notice::Changed(topic) if topic == TOPIC_ENTITIES => self.refresh_entities().await,
-            // Grants are policies and roles are entities: reload both.
+            Notice::Changed(topic) if topic == TOPIC_RBAC => self.refresh_rbac().await,
             Notice::Changed(_) => self.refresh_policies().await,
             Notice::Resync => {
                 self.refresh_policies().await?;
@@ -146,39 +146,74 @@ impl Catalog {
     }
 
     /// One RBAC change: `change` gives the new state, the store writes that
-    /// make it, and an answer. The grants are compiled and the overlay built
-    /// and checked first; then the store is written in one transaction and
-    /// the snapshots swapped. An error anywhere changes nothing.
+    /// make it, and an answer. It sees the state as stored (read again under
+    /// the writer lock, so a change another instance made and this one has
+    /// not yet heard of is not overwritten). The grants are compiled and the
+    /// overlay built and checked first; then the store is written in one
+    /// transaction and the snapshots swapped. An error anywhere changes
+    /// nothing.
     pub async fn change_rbac<T, E: From<ServiceError>>(
         &self,
         change: impl FnOnce(&RbacState) -> Result<(RbacState, Vec<Op>, T), E>,
     ) -> Result<T, E> {
         let _guard = self.writer.lock().await;
-        let current = self.rbac.load_full();
-        let (next, ops, answer) = change(&current)?;
-        let generation = self.engine.next_generation();
-        let policies = if next.grants == current.grants {
-            None
-        } else {
-            let mut inputs = self.engine.policies().inputs.clone();
-            inputs.rbac = next.compiled();
-            Some(PolicySnapshot::build(&inputs, generation).map_err(ServiceError::from)?)
-        };
-        let entities = if next.roles == current.roles && next.assignments == current.assignments {
-            None
-        } else {
-            let serving = self.engine.policies();
-            let schema = policies.as_ref().unwrap_or(&serving).schema.as_ref();
-            Some(
-                self.engine
-                    .entities()
-                    .with_overlay(Arc::new(next.overlay()), schema, generation)
-                    .map_err(ServiceError::from)?,
-            )
-        };
-        if !ops.is_empty() {
-            self.store.transact(ops).await.map_err(ServiceError::from)?;
+        let stored = RbacState::load(self.store.as_ref()).await?;
+        let (next, ops, answer) = change(&stored)?;
+        if ops.is_empty() && next == stored {
+            return Ok(answer);
         }
+        let (policies, entities) = self.rbac_snapshots(&next)?;
+        self.store.transact(ops).await.map_err(ServiceError::from)?;
+        self.install_rbac(next, policies, entities);
+        self.announce(TOPIC_RBAC).await;
+        Ok(answer)
+    }
+
+    /// Another instance changed RBAC: read it again and rebuild from the
+    /// policy inputs being served (a policy file being edited here does not
+    /// hold it up).
+    async fn refresh_rbac(&self) -> Result<(), ServiceError> {
+        let _guard = self.writer.lock().await;
+        let next = RbacState::load(self.store.as_ref()).await?;
+        let (policies, entities) = self.rbac_snapshots(&next)?;
+        self.install_rbac(next, policies, entities);
+        Ok(())
+    }
+
+    /// The snapshots that serve `next`, where it differs from what is served.
+    fn rbac_snapshots(
+        &self,
+        next: &RbacState,
+    ) -> Result<(Option<PolicySnapshot>, Option<EntitySnapshot>), ServiceError> {
+        let served = self.rbac.load_full();
+        let generation = self.engine.next_generation();
+        let serving = self.engine.policies();
+        let policies = if next.grants == served.grants {
+            None
+        } else {
+            let mut inputs = serving.inputs.clone();
+            inputs.rbac = next.compiled();
+            Some(PolicySnapshot::build(&inputs, generation)?)
+        };
+        let entities = if next.roles == served.roles && next.assignments == served.assignments {
+            None
+        } else {
+            let schema = policies.as_ref().unwrap_or(&serving).schema.as_ref();
+            Some(self.engine.entities().with_overlay(
+                Arc::new(next.overlay()),
+                schema,
+                generation,
+            )?)
+        };
+        Ok((policies, entities))
+    }
+
+    fn install_rbac(
+        &self,
+        next: RbacState,
+        policies: Option<PolicySnapshot>,
+        entities: Option<EntitySnapshot>,
+    ) {
         if let Some(entities) = entities {
             self.engine.swap_entities(entities);
         }
@@ -186,8 +221,6 @@ impl Catalog {
             self.engine.swap_policies(policies);
         }
         self.rbac.store(Arc::new(next));
-        self.announce(TOPIC_RBAC).await;
-        Ok(answer)
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::tokens::{digest, now};
 use crate::authz::{
-    EntitySnapshot, ResolvedIdentity, USER_TYPE, UidInput, identity_entities, parse_uid, user_uid,
+    EntitySnapshot, ResolvedIdentity, USER_TYPE, UidInput, entity_key, identity_entities,
+    parse_uid, user_uid,
 };
 use crate::backends::{Directory, Expect, OidcDirectory, Registry, Store, StoreError};
 use crate::domain::{DirectoryIdentity, qualified};
@@ -156,8 +157,10 @@ impl Identities {
         let Some(directory) = self.registry.directory(name) else {
             return Resolution::NotDirectory;
         };
-        // Identities imported into the store (by a sync) are decided from there.
-        if stored.entities.get(&uid).is_some() {
+        // Identities imported into the store (by a sync) are decided from
+        // there. An RBAC assignment alone does not count: it only adds
+        // roles to what the directory says.
+        if stored.docs.contains_key(&entity_key(&uid)) {
             return Resolution::NotDirectory;
         }
         if let Some(identity) = self.cache.get(id) {

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::catalog::{Catalog, ServiceError};
 use super::tokens::now;
 use crate::authz::{
-    ROLE_TYPE, UidInput, grant_policy, grant_policy_id, parse_uid, role_uid, user_uid,
+    AuthzError, ROLE_TYPE, UidInput, grant_policy, grant_policy_id, parse_uid, role_uid, user_uid,
 };
 use crate::backends::{Expect, Op, Store, StoreError, scan_all};
 use crate::domain::{Assignment, Effect, Grant, Role};
@@ -363,8 +363,18 @@ impl Rbac<'_> {
     /// Adds or removes every grant of `items`, or none: the answer names
     /// each item that is not valid.
     pub async fn bulk(&self, op: BulkOp, items: &[GrantInput]) -> Result<Vec<Grant>, RbacError> {
+        if items.is_empty() {
+            return Err(invalid("items", "name at least one grant"));
+        }
         let parsed: Vec<Result<Grant, RbacError>> = items.iter().map(GrantInput::grant).collect();
-        self.catalog
+        // Which item each grant id came from, to name the schema's complaints.
+        let indices: BTreeMap<String, usize> = parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().ok().map(|g| (grant_policy_id(g), i)))
+            .collect();
+        let changed = self
+            .catalog
             .change_rbac(|current| {
                 let mut next = current.clone();
                 let mut errors = Vec::new();
@@ -408,7 +418,36 @@ impl Rbac<'_> {
                 }
                 Ok((next, ops, done))
             })
-            .await
+            .await;
+        match changed {
+            // More than one item: the schema's complaints become item errors.
+            Err(RbacError::Service(ServiceError::Authz(AuthzError::PoliciesInvalid(
+                diagnostics,
+            )))) if items.len() > 1 => {
+                let mut errors: Vec<ItemError> = diagnostics
+                    .iter()
+                    .filter_map(|d| {
+                        let index = *indices.get(d.policy_id.as_deref()?)?;
+                        Some(ItemError {
+                            index,
+                            code: "POLICY_INVALID",
+                            message: d.message.clone(),
+                        })
+                    })
+                    .collect();
+                if errors.is_empty() {
+                    return Err(
+                        ServiceError::Authz(AuthzError::PoliciesInvalid(diagnostics)).into(),
+                    );
+                }
+                errors.sort_by_key(|e| e.index);
+                Err(RbacError::Bulk {
+                    total: items.len(),
+                    errors,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Adds one grant; the same grant twice is a conflict.
@@ -468,8 +507,17 @@ impl Rbac<'_> {
             .change_rbac(|current| {
                 let mut next = current.clone();
                 for parent in &parents {
+                    if parent == id {
+                        return Err(RbacError::RoleCycle {
+                            role: id.to_owned(),
+                            through: id.to_owned(),
+                        });
+                    }
                     if !next.roles.contains_key(parent) {
-                        return Err(RbacError::RoleNotFound(parent.clone()));
+                        return Err(invalid(
+                            "parents",
+                            format!("role `{parent}` does not exist; create it first"),
+                        ));
                     }
                     if let Some(through) = next.reaches(parent, id) {
                         return Err(RbacError::RoleCycle {
@@ -671,22 +719,7 @@ impl Rbac<'_> {
         let id = super::tokens::random_id();
         self.catalog
             .change_rbac(|current| {
-                let backup = Backup {
-                    id: id.clone(),
-                    created_at: now(),
-                    grants: current.grants.values().cloned().collect(),
-                    roles: current.roles.values().cloned().collect(),
-                    assignments: current.assignments.values().cloned().collect(),
-                };
-                let ops = vec![
-                    Op::Put {
-                        ns: RBAC_BACKUPS.into(),
-                        key: id.clone(),
-                        value: serde_json::to_vec(&backup).unwrap_or_default(),
-                        expect: Expect::Absent,
-                    },
-                    Op::Clear { ns: RBAC.into() },
-                ];
+                let ops = vec![backup_op(&id, current), Op::Clear { ns: RBAC.into() }];
                 Ok((RbacState::default(), ops, (id.clone(), current.clone())))
             })
             .await
@@ -715,7 +748,8 @@ impl Rbac<'_> {
 
     /// Puts back what a reset removed: the backup's grants, roles and
     /// assignments replace the current ones, all or nothing.
-    pub async fn restore(&self, id: &str) -> Result<RbacState, RbacError> {
+    /// Answers the id of the backup of what it replaced, and what it put back.
+    pub async fn restore(&self, id: &str) -> Result<(String, RbacState), RbacError> {
         let stored = self
             .catalog
             .store()
@@ -727,10 +761,11 @@ impl Rbac<'_> {
                 what: format!("{RBAC_BACKUPS}/{id}"),
                 message: e.to_string(),
             })?;
+        let before = super::tokens::random_id();
         self.catalog
-            .change_rbac(|_| {
+            .change_rbac(|current| {
                 let mut next = RbacState::default();
-                let mut ops = vec![Op::Clear { ns: RBAC.into() }];
+                let mut ops = vec![backup_op(&before, current), Op::Clear { ns: RBAC.into() }];
                 for grant in backup.grants {
                     ops.push(put(format!("{GRANT}{}", grant.id), &grant));
                     next.grants.insert(grant.id.clone(), grant);
@@ -744,9 +779,26 @@ impl Rbac<'_> {
                     next.assignments
                         .insert(assignment.principal.clone(), assignment);
                 }
-                Ok((next.clone(), ops, next))
+                Ok((next.clone(), ops, (before.clone(), next)))
             })
             .await
+    }
+}
+
+/// Saves `state` as backup `id`.
+fn backup_op(id: &str, state: &RbacState) -> Op {
+    let backup = Backup {
+        id: id.to_owned(),
+        created_at: now(),
+        grants: state.grants.values().cloned().collect(),
+        roles: state.roles.values().cloned().collect(),
+        assignments: state.assignments.values().cloned().collect(),
+    };
+    Op::Put {
+        ns: RBAC_BACKUPS.into(),
+        key: id.to_owned(),
+        value: serde_json::to_vec(&backup).unwrap_or_default(),
+        expect: Expect::Absent,
     }
 }
 

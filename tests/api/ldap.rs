@@ -226,6 +226,43 @@ async fn a_policy_on_an_ldap_group_decides_for_its_users() {
             .await,
         "Deny"
     );
+
+    // RBAC roles add to what the directory says; they never replace it.
+    let admin = |path: &str, body: Value| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let grant = json!({"role": "sharer", "object": "*", "action": r#"Docs::Action::"share""#});
+    assert_eq!(
+        admin("/rbac/policies", grant).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    for who in ["carol", "bob"] {
+        let assigned = admin(
+            &format!("/rbac/users/corp:{who}/roles"),
+            json!({"role": "sharer"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(assigned.status(), StatusCode::CREATED);
+    }
+    let share = r#"Docs::Action::"share""#;
+    for (who, action, expected) in [
+        ("carol", WRITE, "Allow"),
+        ("carol", share, "Allow"),
+        ("bob", WRITE, "Deny"),
+        ("bob", share, "Allow"),
+        ("dave", share, "Deny"),
+    ] {
+        assert_eq!(
+            app.verdict(&user(who), action, ONBOARDING).await,
+            expected,
+            "{who} {action}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -106,6 +106,26 @@ async fn a_grant_allows_at_once_and_its_removal_denies_at_once() {
         .await;
     assert_error(&(status, body), StatusCode::CONFLICT, "POLICY_FROM_RBAC");
 
+    // The schema decides which entities may hold roles: a folder may not,
+    // and the refused assignment leaves nothing behind.
+    let folder = urlencode(r#"Docs::Folder::"handbook""#);
+    let reply = app
+        .admin(
+            Method::POST,
+            &format!("/rbac/users/{folder}/roles"),
+            Some(json!({"role": "writer"})),
+        )
+        .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "ENTITIES_INVALID");
+    let (_, roles) = app
+        .admin(Method::GET, &format!("/rbac/users/{folder}/roles"), None)
+        .await;
+    assert_eq!(roles["roles"], json!([]));
+    // A stored principal with a role can still be removed; its roles stay.
+    let (status, body) = app.delete("/v1/entities/Portcullis::User/bob").await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(decided(&app, BOB, WRITE, ONBOARDING).await.0, "Allow");
+
     // Replacing all application data keeps the RBAC assignments.
     let (status, _) = app.put_json("/v1/data", &sample_entities()).await;
     assert_eq!(status, StatusCode::OK);
@@ -203,6 +223,16 @@ async fn roles_nest_without_cycles_and_implicit_roles_show_the_path() {
             Some(json!({"parents": ["nobody"]})),
         )
         .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "RBAC_INVALID");
+    let reply = app
+        .admin(
+            Method::PUT,
+            "/rbac/roles/x",
+            Some(json!({"parents": ["x"]})),
+        )
+        .await;
+    assert_error(&reply, StatusCode::CONFLICT, "ROLE_CYCLE");
+    let reply = app.admin(Method::GET, "/rbac/roles/x", None).await;
     assert_error(&reply, StatusCode::NOT_FOUND, "ROLE_NOT_FOUND");
 
     // Carol exists only through RBAC; the grant is to the lowest role.
@@ -436,7 +466,9 @@ impl Rng {
 }
 
 #[tokio::test]
-async fn rbac_check_and_is_authorized_agree_on_a_thousand_random_requests() {
+async fn rbac_check_and_is_authorized_agree_with_a_model_on_a_thousand_random_requests() {
+    use std::collections::{BTreeSet, HashMap};
+
     let app = rbac_app().await;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     const USERS: usize = 40;
@@ -445,57 +477,73 @@ async fn rbac_check_and_is_authorized_agree_on_a_thousand_random_requests() {
     const DOCS: usize = 30;
     const ACTIONS: [&str; 5] = ["read", "list", "write", "delete", "share"];
 
-    // Folders in folders, documents in folders.
+    // Folders in folders, documents in folders; the model keeps each
+    // resource's parent.
+    let mut parent: HashMap<String, String> = HashMap::new();
     let mut entities = Vec::new();
+    let owner = json!({"__entity": {"type": "Portcullis::User", "id": "nobody"}});
     for f in 0..FOLDERS {
+        let uid = format!("Docs::Folder::\"f{f}\"");
         let parents = if f == 0 {
             json!([])
         } else {
-            json!([{"type": "Docs::Folder", "id": format!("f{}", rng.below(f))}])
+            let p = rng.below(f);
+            parent.insert(uid.clone(), format!("Docs::Folder::\"f{p}\""));
+            json!([{"type": "Docs::Folder", "id": format!("f{p}")}])
         };
-        entities.push(json!({"uid": {"type": "Docs::Folder", "id": format!("f{f}")},
-            "attrs": {"owner": {"__entity": {"type": "Portcullis::User", "id": "nobody"}}}, "parents": parents}));
+        entities.push(
+            json!({"uid": {"type": "Docs::Folder", "id": format!("f{f}")},
+            "attrs": {"owner": owner}, "parents": parents}),
+        );
     }
     for d in 0..DOCS {
-        entities.push(json!({"uid": {"type": "Docs::Document", "id": format!("d{d}")},
-            "attrs": {"owner": {"__entity": {"type": "Portcullis::User", "id": "nobody"}}, "classification": "internal", "public": false},
-            "parents": [{"type": "Docs::Folder", "id": format!("f{}", rng.below(FOLDERS))}]}));
+        let p = rng.below(FOLDERS);
+        parent.insert(
+            format!("Docs::Document::\"d{d}\""),
+            format!("Docs::Folder::\"f{p}\""),
+        );
+        entities.push(
+            json!({"uid": {"type": "Docs::Document", "id": format!("d{d}")},
+            "attrs": {"owner": owner, "classification": "internal", "public": false},
+            "parents": [{"type": "Docs::Folder", "id": format!("f{p}")}]}),
+        );
     }
     let (status, body) = app.patch_json("/v1/entities", &json!(entities)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    // A role hierarchy (each role may inherit from an earlier one).
+    // A role hierarchy: each role may inherit from earlier ones.
+    let mut role_parents: Vec<Vec<usize>> = Vec::new();
     for r in 0..ROLES {
-        let parents: Vec<String> = (0..r)
-            .filter(|_| rng.below(4) == 0)
-            .map(|p| format!("r{p}"))
-            .collect();
+        let parents: Vec<usize> = (0..r).filter(|_| rng.below(4) == 0).collect();
+        let names: Vec<String> = parents.iter().map(|p| format!("r{p}")).collect();
         let (status, body) = app
             .admin(
                 Method::PUT,
                 &format!("/rbac/roles/r{r}"),
-                Some(json!({"parents": parents})),
+                Some(json!({"parents": names})),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        role_parents.push(parents);
     }
-    for u in 0..USERS {
+    let mut assigned: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); USERS];
+    for (u, roles) in assigned.iter_mut().enumerate() {
         for _ in 0..rng.below(3) {
-            let role = format!("r{}", rng.below(ROLES));
-            let (status, body) = app
-                .admin(
-                    Method::POST,
-                    &format!("/rbac/users/u{u}/roles"),
-                    Some(json!({"role": role})),
-                )
-                .await;
-            assert!(
-                status == StatusCode::CREATED || status == StatusCode::CONFLICT,
-                "{status} {body}"
-            );
+            let role = rng.below(ROLES);
+            if roles.insert(role) {
+                let (status, body) = app
+                    .admin(
+                        Method::POST,
+                        &format!("/rbac/users/u{u}/roles"),
+                        Some(json!({"role": format!("r{role}")})),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+            }
         }
     }
-    let mut grants = Vec::new();
+    // Grants: (role, object, action, allow?).
+    let mut grants: Vec<(usize, String, String, bool)> = Vec::new();
     for _ in 0..40 {
         let object = if rng.below(2) == 0 {
             format!("Docs::Folder::\"f{}\"", rng.below(FOLDERS))
@@ -503,45 +551,115 @@ async fn rbac_check_and_is_authorized_agree_on_a_thousand_random_requests() {
             format!("Docs::Document::\"d{}\"", rng.below(DOCS))
         };
         let action = format!("Docs::Action::\"{}\"", ACTIONS[rng.below(ACTIONS.len())]);
-        let effect = if rng.below(6) == 0 { "deny" } else { "allow" };
-        grants.push(json!({"role": format!("r{}", rng.below(ROLES)), "object": object, "action": action, "effect": effect}));
+        let grant = (rng.below(ROLES), object, action, rng.below(6) != 0);
+        if !grants.contains(&grant) {
+            grants.push(grant);
+        }
     }
-    grants.sort_by_key(|g| g.to_string());
-    grants.dedup();
-    let (status, body) = app
+    let items: Vec<Value> = grants
+        .iter()
+        .map(|(role, object, action, allow)| {
+            json!({"role": format!("r{role}"), "object": object, "action": action,
+                "effect": if *allow { "allow" } else { "deny" }})
+        })
+        .collect();
+    let (status, applied) = app
         .admin(
             Method::POST,
             "/rbac/policies/bulk",
-            Some(json!({"op": "add", "items": grants})),
+            Some(json!({"op": "add", "items": items})),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    let policy_ids: Vec<String> = applied["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["policy_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(policy_ids.len(), grants.len());
+
+    // The model: a user's roles are its assigned roles and their ancestors;
+    // a grant covers its object and everything under it; a deny wins.
+    let closure = |u: usize| {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<usize> = assigned[u].iter().copied().collect();
+        while let Some(r) = stack.pop() {
+            if seen.insert(r) {
+                stack.extend(&role_parents[r]);
+            }
+        }
+        seen
+    };
+    let covers = |object: &str, resource: &str| {
+        let mut current = Some(resource.to_owned());
+        while let Some(uid) = current {
+            if uid == object {
+                return true;
+            }
+            current = parent.get(&uid).cloned();
+        }
+        false
+    };
 
     let mut allows = 0;
+    let mut denied_by_grant = 0;
     for _ in 0..1000 {
-        let user = format!("u{}", rng.below(USERS));
+        let u = rng.below(USERS);
         let action = format!("Docs::Action::\"{}\"", ACTIONS[rng.below(ACTIONS.len())]);
         let resource = if rng.below(4) == 0 {
             format!("Docs::Folder::\"f{}\"", rng.below(FOLDERS))
         } else {
             format!("Docs::Document::\"d{}\"", rng.below(DOCS))
         };
-        let principal = format!("Portcullis::User::\"{user}\"");
+        let roles = closure(u);
+        let applying: Vec<(bool, &String)> = grants
+            .iter()
+            .zip(&policy_ids)
+            .filter(|((role, object, a, _), _)| {
+                roles.contains(role) && *a == action && covers(object, &resource)
+            })
+            .map(|((_, _, _, allow), id)| (*allow, id))
+            .collect();
+        let denies: BTreeSet<&String> = applying
+            .iter()
+            .filter(|(a, _)| !a)
+            .map(|(_, id)| *id)
+            .collect();
+        let permits: BTreeSet<&String> = applying
+            .iter()
+            .filter(|(a, _)| *a)
+            .map(|(_, id)| *id)
+            .collect();
+        let (expected, expected_reasons) = if !denies.is_empty() {
+            ("Deny", denies)
+        } else if !permits.is_empty() {
+            ("Allow", permits)
+        } else {
+            ("Deny", BTreeSet::new())
+        };
+
+        let principal = format!("Portcullis::User::\"u{u}\"");
         let (decision, reasons) = decided(&app, &principal, &action, &resource).await;
+        let reasons: BTreeSet<String> = serde_json::from_value(reasons).unwrap();
+        let expected_reasons: BTreeSet<String> = expected_reasons.into_iter().cloned().collect();
+        assert_eq!(decision, expected, "u{u} {action} {resource}");
+        assert_eq!(reasons, expected_reasons, "u{u} {action} {resource}");
         let (status, checked) = app
             .post_json(
                 "/rbac/check",
-                &json!({"subject": user, "object": resource, "action": action}),
+                &json!({"subject": format!("u{u}"), "object": resource, "action": action}),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{checked}");
-        assert_eq!(
-            checked["decision"], decision,
-            "{user} {action} {resource}: {checked}"
-        );
-        assert_eq!(checked["reasons"], reasons, "{user} {action} {resource}");
+        assert_eq!(checked["decision"], decision, "u{u} {action} {resource}");
+        let checked_reasons: BTreeSet<String> =
+            serde_json::from_value(checked["reasons"].clone()).unwrap();
+        assert_eq!(checked_reasons, reasons);
         allows += usize::from(decision == "Allow");
+        denied_by_grant += usize::from(decision == "Deny" && !reasons.is_empty());
     }
-    // The generated graph must exercise both answers.
+    // The generated graph must exercise every kind of answer.
     assert!((50..950).contains(&allows), "{allows} allows of 1000");
+    assert!(denied_by_grant > 0, "no deny grant ever decided");
 }
