@@ -28,7 +28,8 @@ use super::accounts;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::authz::{
-    Decided, DecisionRequest, Outcome, ResolvedIdentity, UidInput, parse_uid, user_uid,
+    Decided, DecisionRequest, EntitySnapshot, Outcome, ResolvedIdentity, USER_TYPE, UidInput,
+    parse_uid, user_uid,
 };
 use crate::services::{AccountError, Authenticated, Bearer, IdentityError, Resolution, random_id};
 use crate::telemetry::{Entry, now_ms};
@@ -303,6 +304,32 @@ async fn decide_only(
         }
         _ => None,
     };
+    // A local account named as the principal (by a PEP asking about it)
+    // decides with its own entity: its attributes, whether it is active,
+    // and the roles RBAC gave it.
+    let identity = match identity {
+        None => match local_account(request, &engine.entities()) {
+            Some(id) => match state.accounts.principal(id).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Account store unavailable; deciding deny.");
+                    metrics.decisions_deny.inc();
+                    return Ok((
+                        Decided {
+                            outcome: Arc::new(Outcome::fail_closed(
+                                "IDENTITY_UNAVAILABLE",
+                                format!("the principal's account could not be read: {e}"),
+                            )),
+                            cache_hit: false,
+                        },
+                        None,
+                    ));
+                }
+            },
+            None => None,
+        },
+        found => found,
+    };
     let decided = engine.decide(request, identity.as_deref())?;
     metrics
         .decision_duration
@@ -318,6 +345,24 @@ async fn decide_only(
         metrics.decision_cache_misses.inc();
     }
     Ok((decided, own_principal))
+}
+
+/// The id of a local account when `request` names one as its principal
+/// (`Portcullis::User::"<id>"`, not a directory's `<dir>:<id>`) and the
+/// stored entities do not hold it.
+fn local_account<'a>(request: &'a DecisionRequest, stored: &EntitySnapshot) -> Option<&'a str> {
+    let text = match request.principal.as_ref()? {
+        UidInput::Text(text) => text
+            .strip_prefix("Portcullis::User::\"")?
+            .strip_suffix('"')?,
+        UidInput::Typed { type_name, id } if type_name == USER_TYPE => id.as_str(),
+        UidInput::Typed { .. } => return None,
+    };
+    if text.is_empty() || text.contains([':', '\\', '"']) {
+        return None;
+    }
+    let key = format!("{USER_TYPE}::\"{text}\"");
+    (!stored.docs.contains_key(&key)).then_some(text)
 }
 
 fn json_response(body: Bytes) -> Response {

@@ -77,6 +77,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.accounts.delete_user(&id).await?;
+    // Its roles go with it, so a new account can never inherit them.
+    crate::services::Rbac {
+        catalog: &state.catalog,
+    }
+    .forget(&crate::authz::user_uid(&id))
+    .await?;
     tracing::info!(user = %id, "User deleted by an admin.");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -46,8 +46,16 @@ pub fn grant_policy(grant: &Grant) -> String {
         (None, Some(type_name)) => format!("resource is {type_name}"),
         (None, None) => "resource".into(),
     };
+    // An allow never reaches a deactivated user or a disabled service
+    // account or agent; a deny still does.
+    let guard = match grant.effect {
+        Effect::Allow => {
+            "\nunless {\n  (principal has active && !principal.active) ||\n  (principal has disabled && principal.disabled)\n}"
+        }
+        Effect::Deny => "",
+    };
     format!(
-        "@id(\"{}\")\n{effect} (\n  principal in {},\n  {action},\n  {resource}\n);",
+        "@id(\"{}\")\n{effect} (\n  principal in {},\n  {action},\n  {resource}\n){guard};",
         grant_policy_id(grant),
         grant.subject
     )

@@ -26,7 +26,7 @@ use super::mfa::LoginOutcome;
 use super::passwords::{self, PasswordError, Verified};
 use super::throttle::Attempt;
 use super::tokens::{AccessClaims, TokenError, Tokens, digest, now, random_token};
-use crate::authz::user_entity;
+use crate::authz::{ResolvedIdentity, user_entity};
 use crate::backends::{Expect, Op, RedisBus, Store, StoreError, Versioned, scan_prefix};
 use crate::config::AccountsConfig;
 use crate::domain::{User, normalize_email};
@@ -295,6 +295,9 @@ pub struct Accounts {
     /// generation is never served, even one inserted after the change by a
     /// lookup that began before it.
     generation: AtomicU64,
+    /// Local users as decision principals (`None`: no such user), each with
+    /// the generation it was read under.
+    principals: Cache<String, (u64, Option<Arc<ResolvedIdentity>>)>,
     bus: OnceLock<Arc<RedisBus>>,
     mailer: Arc<Mailer>,
     /// The config's defaults with the stored settings over them.
@@ -353,6 +356,10 @@ impl Accounts {
                 .time_to_live(CREDENTIAL_CACHE_TTL)
                 .build(),
             generation: AtomicU64::new(0),
+            principals: Cache::builder()
+                .max_capacity(CREDENTIAL_CACHE_CAPACITY)
+                .time_to_live(CREDENTIAL_CACHE_TTL)
+                .build(),
             bus: OnceLock::new(),
             mailer,
             settings: ArcSwap::from_pointee(config),
@@ -409,6 +416,33 @@ impl Accounts {
                 generation: ticket.generation,
             }),
         );
+    }
+
+    /// The local user `id` as a decision principal: its Cedar entity
+    /// (attributes, `active`, the admin role), stamped with its stored
+    /// version; `None` when there is no such user. Kept until the next
+    /// account change, here or on another instance.
+    pub async fn principal(&self, id: &str) -> Result<Option<Arc<ResolvedIdentity>>, AccountError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((seen, found)) = self.principals.get(id)
+            && seen == generation
+        {
+            return Ok(found);
+        }
+        let found = match self.user(id).await? {
+            Some((user, version)) => {
+                let entity =
+                    user_entity(&user).map_err(|e| AccountError::Internal(e.to_string()))?;
+                Some(Arc::new(ResolvedIdentity {
+                    entities: vec![entity].into(),
+                    stamp: version,
+                }))
+            }
+            None => None,
+        };
+        self.principals
+            .insert(id.to_owned(), (generation, found.clone()));
+        Ok(found)
     }
 
     /// The account settings in force.

@@ -665,6 +665,21 @@ impl Rbac<'_> {
             .await
     }
 
+    /// Drops every role of `principal` (its identity is gone).
+    pub async fn forget(&self, principal: &EntityUid) -> Result<(), RbacError> {
+        let key = principal.to_string();
+        self.catalog
+            .change_rbac(|current| {
+                let mut next = current.clone();
+                let ops = match next.assignments.remove(&key) {
+                    Some(_) => vec![delete(format!("{ASSIGN}{key}"))],
+                    None => Vec::new(),
+                };
+                Ok((next, ops, ()))
+            })
+            .await
+    }
+
     /// Every role `principal` has, directly, through child roles, through
     /// groups or other entity parents, each with the shortest path to it.
     pub fn implicit_roles(&self, principal: &EntityUid) -> Vec<ImplicitRole> {

@@ -663,3 +663,66 @@ async fn rbac_check_and_is_authorized_agree_with_a_model_on_a_thousand_random_re
     assert!((50..950).contains(&allows), "{allows} allows of 1000");
     assert!(denied_by_grant > 0, "no deny grant ever decided");
 }
+
+#[tokio::test]
+async fn a_deactivated_or_deleted_account_loses_its_roles_at_once() {
+    let app = rbac_app().await;
+    let (status, user) = app
+        .post_json(
+            "/auth/register",
+            &json!({"email": "dana@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_str().unwrap().to_owned();
+    let principal = format!("Portcullis::User::\"{id}\"");
+    app.admin(
+        Method::POST,
+        &format!("/rbac/users/{id}/roles"),
+        Some(json!({"role": "writer"})),
+    )
+    .await;
+    app.admin(
+        Method::POST,
+        "/rbac/policies",
+        Some(grant("writer", HANDBOOK, WRITE)),
+    )
+    .await;
+    // Asked about by a PEP (no credentials): the account's own entity decides.
+    assert_eq!(
+        decided(&app, &principal, WRITE, ONBOARDING).await.0,
+        "Allow"
+    );
+
+    let (status, _) = app
+        .admin(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(decided(&app, &principal, WRITE, ONBOARDING).await.0, "Deny");
+    let (status, _) = app
+        .admin(
+            Method::PATCH,
+            &format!("/users/{id}"),
+            Some(json!({"is_active": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        decided(&app, &principal, WRITE, ONBOARDING).await.0,
+        "Allow"
+    );
+
+    let (status, _) = app
+        .admin(Method::DELETE, &format!("/users/{id}"), None)
+        .await;
+    assert!(status.is_success());
+    let (_, roles) = app
+        .admin(Method::GET, &format!("/rbac/users/{id}/roles"), None)
+        .await;
+    assert_eq!(roles["roles"], json!([]));
+    assert_eq!(decided(&app, &principal, WRITE, ONBOARDING).await.0, "Deny");
+}
