@@ -143,6 +143,78 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
             (method != "delete" || template == "/mfa/totp").then(|| object.clone()),
             ("204", None),
         ),
+        ("post", "/rbac/check") => (
+            Some(
+                json!({"type": "object", "required": ["subject", "object", "action"], "properties": {
+                    "subject": schema_ref("Uid"), "object": schema_ref("Uid"), "action": schema_ref("Uid"),
+                    "context": {"type": ["object", "null"]}}}),
+            ),
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "required": ["allowed", "decision", "reasons", "errors"], "properties": {
+                    "allowed": {"type": "boolean"}, "decision": {"enum": ["Allow", "Deny"]},
+                    "reasons": {"type": "array", "items": {"type": "string"}},
+                    "errors": {"type": "array", "items": {"type": "string"}}}}),
+                ),
+            ),
+        ),
+        ("get", "/rbac/policies") => (
+            None,
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "properties": {"grants": {"type": "array", "items": schema_ref("Grant")}}}),
+                ),
+            ),
+        ),
+        ("post", "/rbac/policies") => (Some(schema_ref("GrantInput")), ("201", Some(schema_ref("Grant")))),
+        ("delete", "/rbac/policies") => (Some(schema_ref("GrantInput")), ("200", Some(schema_ref("Grant")))),
+        ("post", "/rbac/policies/bulk") => (
+            Some(
+                json!({"type": "object", "required": ["op", "items"], "properties": {
+                    "op": {"enum": ["add", "remove"]},
+                    "items": {"type": "array", "minItems": 1, "items": schema_ref("GrantInput")}}}),
+            ),
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "properties": {"applied": {"type": "integer"},
+                    "grants": {"type": "array", "items": schema_ref("Grant")}}}),
+                ),
+            ),
+        ),
+        ("get", "/rbac/roles") => (
+            None,
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "properties": {"roles": {"type": "array", "items": schema_ref("Role")}}}),
+                ),
+            ),
+        ),
+        ("get", "/rbac/roles/{id}") => (None, ("200", Some(schema_ref("Role")))),
+        ("put", "/rbac/roles/{id}") => (
+            Some(
+                json!({"type": "object", "properties": {"description": {"type": "string"},
+                "parents": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}}),
+            ),
+            ("200", Some(schema_ref("Role"))),
+        ),
+        ("get", "/rbac/users/{id}/roles")
+        | ("post", "/rbac/users/{id}/roles")
+        | ("delete", "/rbac/users/{id}/roles") => (
+            (method != "get").then(|| {
+                json!({"type": "object", "required": ["role"], "properties": {"role": {"type": "string"}}})
+            }),
+            (
+                if method == "post" { "201" } else { "200" },
+                Some(
+                    json!({"type": "object", "properties": {"principal": {"type": "string"},
+                    "roles": {"type": "array", "items": {"type": "string"}}}}),
+                ),
+            ),
+        ),
         (_, "/metrics") => (None, ("200", Some(json!({"type": "string"})))),
         (_, path) if path.starts_with("/ext_authz") => (None, ("200", None)),
         ("post" | "put" | "patch", _) => (Some(json!({})), ("200", Some(json!({})))),
@@ -204,6 +276,42 @@ fn components() -> Value {
                     "expires_in": {"type": "integer"},
                     "mfa_required": {"type": "boolean"},
                     "challenge": {"type": "string"},
+                },
+            },
+            "GrantInput": {
+                "type": "object",
+                "description": "`role` or `subject` (a user id or a principal uid); `object` (a uid or \"*\") or `object_type`; `action` (a uid or \"*\").",
+                "properties": {
+                    "role": {"type": "string"},
+                    "subject": {"$ref": "#/components/schemas/Uid"},
+                    "object": {"$ref": "#/components/schemas/Uid"},
+                    "object_type": {"type": "string"},
+                    "action": {"$ref": "#/components/schemas/Uid"},
+                    "effect": {"enum": ["allow", "deny"]},
+                },
+            },
+            "Grant": {
+                "type": "object",
+                "required": ["id", "policy_id", "subject", "effect"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "policy_id": {"type": "string"},
+                    "subject": {"type": "string"},
+                    "action": {"type": ["string", "null"]},
+                    "resource": {"type": ["string", "null"]},
+                    "resource_type": {"type": ["string", "null"]},
+                    "effect": {"enum": ["allow", "deny"]},
+                    "created_at": {"type": "integer"},
+                },
+            },
+            "Role": {
+                "type": "object",
+                "required": ["id", "parents"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "description": {"type": "string"},
+                    "parents": {"type": "array", "items": {"type": "string"}},
+                    "created_at": {"type": "integer"},
                 },
             },
             "User": {

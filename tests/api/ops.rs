@@ -167,4 +167,34 @@ async fn the_openapi_document_covers_every_route() {
             ["$ref"],
         "#/components/schemas/DecisionRequest"
     );
+    assert_eq!(
+        spec["paths"]["/rbac/policies"]["post"]["responses"]["201"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/Grant"
+    );
+    // Every reference names a schema the document defines.
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&spec, &mut found);
+    assert!(found.len() > 20);
+    for reference in found {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{reference}"));
+        assert!(
+            spec["components"]["schemas"][name].is_object(),
+            "{reference} is not defined"
+        );
+    }
 }
