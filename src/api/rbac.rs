@@ -31,7 +31,7 @@ use super::body::JsonBody;
 use super::decisions::{Origin, decide, decision_caller};
 use super::{ApiError, AppState};
 use crate::authz::{DecisionRequest, UidInput};
-use crate::services::{BulkOp, GrantInput, Rbac, RbacError, principal_uid};
+use crate::services::{BulkOp, GrantInput, Rbac, RbacError, RbacState, principal_uid};
 
 fn rbac(state: &AppState) -> Rbac<'_> {
     Rbac {
@@ -283,6 +283,15 @@ pub async fn reload(_: Admin, State(state): State<Arc<AppState>>) -> Result<Json
     })))
 }
 
+/// How many grants, roles and assignments `state` holds.
+fn counts(state: &RbacState) -> Value {
+    json!({
+        "grants": state.grants.len(),
+        "roles": state.roles.len(),
+        "assignments": state.assignments.len(),
+    })
+}
+
 /// What `reset` needs in `confirm`, so it is never sent by accident.
 pub const RESET_CONFIRMATION: &str = "reset all RBAC grants and assignments";
 
@@ -302,19 +311,10 @@ pub async fn reset(
         return Err(RbacError::ResetNotConfirmed.into());
     }
     let (backup, removed) = rbac(&state).reset().await?;
-    tracing::warn!(
-        grants = removed.grants.len(),
-        roles = removed.roles.len(),
-        assignments = removed.assignments.len(),
-        "RBAC reset: every grant, role and assignment removed."
-    );
+    tracing::warn!(backup = %backup, removed = %counts(&removed), "RBAC reset: every grant, role and assignment removed.");
     Ok(Json(json!({
         "backup_id": backup,
-        "removed": {
-            "grants": removed.grants.len(),
-            "roles": removed.roles.len(),
-            "assignments": removed.assignments.len(),
-        }
+        "removed": counts(&removed),
     })))
 }
 
@@ -348,10 +348,6 @@ pub async fn restore(
     tracing::warn!(backup = %id, grants = restored.grants.len(), "RBAC restored from a backup.");
     Ok(Json(json!({
         "backup_id": backup,
-        "restored": {
-            "grants": restored.grants.len(),
-            "roles": restored.roles.len(),
-            "assignments": restored.assignments.len(),
-        }
+        "restored": counts(&restored),
     })))
 }
