@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+const BUS_ADMIN_TOKEN: &str = "bus-admin-token-0123456789";
+
 /// A `portcullis serve` process and the address it listens on.
 struct Server {
     child: Child,
@@ -32,6 +34,7 @@ impl Server {
             .env("PORTCULLIS_POLICIES__DIR", repo_path("policies"))
             .env("PORTCULLIS_BUS__URL", "redis://127.0.0.1:6379")
             .env("PORTCULLIS_BUS__CHANNEL", channel)
+            .env("PORTCULLIS_SERVER__ADMIN_TOKEN", BUS_ADMIN_TOKEN)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -59,9 +62,13 @@ impl Server {
     }
 
     async fn verdict(&self, client: &reqwest::Client) -> String {
+        self.verdict_for(client, ALICE).await
+    }
+
+    async fn verdict_for(&self, client: &reqwest::Client, principal: &str) -> String {
         let body: Value = client
             .post(format!("{}/v1/is_authorized", self.base))
-            .json(&json!({"principal": ALICE, "action": WRITE, "resource": ONBOARDING}))
+            .json(&json!({"principal": principal, "action": WRITE, "resource": ONBOARDING}))
             .send()
             .await
             .unwrap()
@@ -72,9 +79,13 @@ impl Server {
     }
 
     async fn eventually(&self, client: &reqwest::Client, expected: &str) {
+        self.eventually_for(client, ALICE, expected).await
+    }
+
+    async fn eventually_for(&self, client: &reqwest::Client, principal: &str, expected: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let verdict = self.verdict(client).await;
+            let verdict = self.verdict_for(client, principal).await;
             if verdict == expected {
                 return;
             }
@@ -195,6 +206,68 @@ async fn a_revoked_api_key_stops_working_on_the_other_process_too() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    drop((first, second));
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_changes_on_one_process_decide_on_the_other() {
+    let schema = format!("pc_bus_{}", unique_tag());
+    let channel = format!("pc-test:{schema}");
+    let client = reqwest::Client::new();
+    let first = Server::start(&schema, &channel);
+    let second = Server::start(&schema, &channel);
+    let admin = |server: &Server, method: reqwest::Method, path: &str, body: Value| {
+        client
+            .request(method, format!("{}{path}", server.base))
+            .bearer_auth(BUS_ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let seeded = client
+        .put(format!("{}/v1/entities", first.base))
+        .json(&sample_entities())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seeded.status(), StatusCode::OK);
+    second.eventually_for(&client, BOB, "Deny").await;
+
+    let grant = json!({"role": "writer", "object": ONBOARDING, "action": WRITE});
+    let post = reqwest::Method::POST;
+    let assigned = admin(
+        &first,
+        post.clone(),
+        "/rbac/users/bob/roles",
+        json!({"role": "writer"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(assigned.status(), StatusCode::CREATED);
+    let added = admin(&first, post.clone(), "/rbac/policies", grant.clone())
+        .await
+        .unwrap();
+    assert_eq!(added.status(), StatusCode::CREATED);
+    second.eventually_for(&client, BOB, "Allow").await;
+
+    // A change through the second builds on the first's, never over it.
+    let more = admin(
+        &second,
+        post,
+        "/rbac/users/bob/roles",
+        json!({"role": "reviewer"}),
+    )
+    .await
+    .unwrap();
+    let roles: Value = more.json().await.unwrap();
+    assert_eq!(roles["roles"], json!(["reviewer", "writer"]));
+
+    let removed = admin(&second, reqwest::Method::DELETE, "/rbac/policies", grant)
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    first.eventually_for(&client, BOB, "Deny").await;
+
     drop((first, second));
     drop_schema(&schema).await;
 }
