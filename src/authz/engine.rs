@@ -236,7 +236,10 @@ impl Engine {
         )?;
         let schema = policies.schema.as_ref();
         let context = match &req.context {
+            // An empty context needs no parsing; `Request::new` below still
+            // checks it against the action's context type.
             None | Some(serde_json::Value::Null) => Context::empty(),
+            Some(serde_json::Value::Object(map)) if map.is_empty() => Context::empty(),
             Some(value @ serde_json::Value::Object(_)) => {
                 Context::from_json_value(value.clone(), schema.map(|s| (s, &action))).map_err(
                     |e| {

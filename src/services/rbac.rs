@@ -289,11 +289,7 @@ fn grant_id(grant: &Grant) -> String {
         grant.resource_type,
         grant.effect.as_str(),
     ]);
-    Sha256::digest(canonical.to_string().as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::tokens::hex(&Sha256::digest(canonical.to_string().as_bytes())[..8])
 }
 
 fn put(key: String, value: &impl Serialize) -> Op {
