@@ -3,7 +3,7 @@
 #   make test   install what the tests need, then run all of them
 export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
 
-.PHONY: run test lint bench load switch-bench accounts-load ci
+.PHONY: run test lint bench load switch-bench accounts-load callgrind ci
 
 run:
 	cargo run --release -- serve
@@ -27,5 +27,8 @@ switch-bench:
 
 accounts-load:
 	scripts/accounts-load.sh
+
+callgrind:
+	scripts/callgrind-checks.sh
 
 ci: lint test
