@@ -146,27 +146,58 @@ impl Catalog {
     }
 
     /// One RBAC change: `change` gives the new state, the store writes that
-    /// make it, and an answer. It sees the state as stored (read again under
-    /// the writer lock, so a change another instance made and this one has
-    /// not yet heard of is not overwritten). The grants are compiled and the
-    /// overlay built and checked first; then the store is written in one
-    /// transaction and the snapshots swapped. An error anywhere changes
-    /// nothing.
+    /// make it, and an answer. It sees the state as stored, read again under
+    /// the writer lock, and each write expects the version it read, so a
+    /// change another instance made meanwhile is never overwritten: on such
+    /// a conflict the change is worked out again on the newer state (up to
+    /// three times). The grants are compiled and the overlay built and
+    /// checked first; then the store is written in one transaction and the
+    /// snapshots swapped. An error anywhere changes nothing.
     pub async fn change_rbac<T, E: From<ServiceError>>(
         &self,
-        change: impl FnOnce(&RbacState) -> Result<(RbacState, Vec<Op>, T), E>,
+        change: impl Fn(&RbacState) -> Result<(RbacState, Vec<Op>, T), E>,
     ) -> Result<T, E> {
         let _guard = self.writer.lock().await;
-        let stored = RbacState::load(self.store.as_ref()).await?;
-        let (next, ops, answer) = change(&stored)?;
-        if ops.is_empty() && next == stored {
-            return Ok(answer);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (stored, versions) = RbacState::load_versioned(self.store.as_ref()).await?;
+            let (next, mut ops, answer) = change(&stored)?;
+            if ops.is_empty() && next == stored {
+                return Ok(answer);
+            }
+            for op in &mut ops {
+                let is_put = matches!(op, Op::Put { .. });
+                if let Op::Put {
+                    ns, key, expect, ..
+                }
+                | Op::Delete { ns, key, expect } = op
+                    && ns == super::rbac::RBAC
+                    && *expect == Expect::Any
+                {
+                    *expect = match versions.get(key.as_str()) {
+                        Some(version) => Expect::Version(*version),
+                        None if is_put => Expect::Absent,
+                        None => Expect::Any,
+                    };
+                }
+            }
+            let (policies, entities) = self.rbac_snapshots(&next)?;
+            match self.store.transact(ops).await {
+                Ok(_) => {
+                    self.install_rbac(next, policies, entities);
+                    self.announce(TOPIC_RBAC).await;
+                    return Ok(answer);
+                }
+                Err(StoreError::Conflict { .. }) if attempt < 3 => {
+                    tracing::debug!(
+                        attempt,
+                        "RBAC changed elsewhere meanwhile; working the change out again."
+                    );
+                }
+                Err(e) => return Err(ServiceError::from(e).into()),
+            }
         }
-        let (policies, entities) = self.rbac_snapshots(&next)?;
-        self.store.transact(ops).await.map_err(ServiceError::from)?;
-        self.install_rbac(next, policies, entities);
-        self.announce(TOPIC_RBAC).await;
-        Ok(answer)
     }
 
     /// Another instance changed RBAC: read it again and rebuild from the

@@ -9,7 +9,7 @@
 //! (no duplicates, no cycles, nothing half applied), and the read views
 //! (implicit roles, effective permissions). Must not: know HTTP.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use cedar_policy::{EntityTypeName, EntityUid};
 use serde::{Deserialize, Serialize};
@@ -96,8 +96,17 @@ pub struct RbacState {
 
 impl RbacState {
     pub async fn load(store: &dyn Store) -> Result<RbacState, ServiceError> {
+        Ok(Self::load_versioned(store).await?.0)
+    }
+
+    /// The stored state, with the version of each of its keys.
+    pub async fn load_versioned(
+        store: &dyn Store,
+    ) -> Result<(RbacState, HashMap<String, u64>), ServiceError> {
         let mut state = RbacState::default();
+        let mut versions = HashMap::new();
         for (key, value) in scan_all(store, RBAC).await? {
+            versions.insert(key.clone(), value.version);
             let corrupt = |e: serde_json::Error| ServiceError::Corrupt {
                 what: format!("{RBAC}/{key}"),
                 message: e.to_string(),
@@ -114,7 +123,7 @@ impl RbacState {
                 state.assignments.insert(principal.to_owned(), assignment);
             }
         }
-        Ok(state)
+        Ok((state, versions))
     }
 
     /// `(policy id, text)` of every grant.
@@ -362,7 +371,11 @@ impl Rbac<'_> {
         if items.is_empty() {
             return Err(invalid("items", "name at least one grant"));
         }
-        let parsed: Vec<Result<Grant, RbacError>> = items.iter().map(GrantInput::grant).collect();
+        let parsed: Vec<Result<Grant, ItemError>> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| item.grant().map_err(|e| item_error(index, &e)))
+            .collect();
         // Which item each grant id came from, to name the schema's complaints.
         let indices: BTreeMap<String, usize> = parsed
             .iter()
@@ -376,11 +389,11 @@ impl Rbac<'_> {
                 let mut errors = Vec::new();
                 let mut ops = Vec::new();
                 let mut done = Vec::new();
-                for (index, grant) in parsed.into_iter().enumerate() {
+                for (index, grant) in parsed.iter().enumerate() {
                     let grant = match grant {
-                        Ok(grant) => grant,
+                        Ok(grant) => grant.clone(),
                         Err(e) => {
-                            errors.push(item_error(index, &e));
+                            errors.push(e.clone());
                             continue;
                         }
                     };
@@ -525,8 +538,8 @@ impl Rbac<'_> {
                 let created = !next.roles.contains_key(id);
                 let role = Role {
                     id: id.to_owned(),
-                    description,
-                    parents,
+                    description: description.clone(),
+                    parents: parents.clone(),
                     created_at: next.roles.get(id).map_or_else(now, |r| r.created_at),
                 };
                 let ops = vec![put(format!("{ROLE}{id}"), &role)];
@@ -777,15 +790,15 @@ impl Rbac<'_> {
             .change_rbac(|current| {
                 let mut next = RbacState::default();
                 let mut ops = vec![backup_op(&before, current), Op::Clear { ns: RBAC.into() }];
-                for grant in backup.grants {
-                    ops.push(put(format!("{GRANT}{}", grant.id), &grant));
-                    next.grants.insert(grant.id.clone(), grant);
+                for grant in &backup.grants {
+                    ops.push(put(format!("{GRANT}{}", grant.id), grant));
+                    next.grants.insert(grant.id.clone(), grant.clone());
                 }
-                for role in backup.roles {
-                    ops.push(put(format!("{ROLE}{}", role.id), &role));
-                    next.roles.insert(role.id.clone(), role);
+                for role in &backup.roles {
+                    ops.push(put(format!("{ROLE}{}", role.id), role));
+                    next.roles.insert(role.id.clone(), role.clone());
                 }
-                for assignment in backup.assignments {
+                for assignment in backup.assignments.iter().cloned() {
                     ops.push(assignment_op(&assignment.principal, &assignment));
                     next.assignments
                         .insert(assignment.principal.clone(), assignment);

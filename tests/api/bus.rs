@@ -271,3 +271,59 @@ async fn rbac_changes_on_one_process_decide_on_the_other() {
     drop((first, second));
     drop_schema(&schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rbac_writes_on_two_processes_lose_no_acknowledged_one() {
+    let schema = format!("pc_bus_{}", unique_tag());
+    let channel = format!("pc-test:{schema}");
+    let client = reqwest::Client::new();
+    let servers = [
+        Server::start(&schema, &channel),
+        Server::start(&schema, &channel),
+    ];
+    // Twenty roles for one principal, half through each process, at once.
+    let assignments = (0..20).map(|n| {
+        let server = &servers[n % 2];
+        let request = client
+            .post(format!("{}/rbac/users/bob/roles", server.base))
+            .bearer_auth(BUS_ADMIN_TOKEN)
+            .json(&json!({"role": format!("r{n}")}))
+            .send();
+        async move { (n, request.await.unwrap().status()) }
+    });
+    let answers = futures_util::future::join_all(assignments).await;
+    let acknowledged: std::collections::BTreeSet<String> = answers
+        .iter()
+        .filter(|(_, status)| *status == StatusCode::CREATED)
+        .map(|(n, _)| format!("r{n}"))
+        .collect();
+    assert!(acknowledged.len() >= 10, "{answers:?}");
+    // Each process serves every acknowledged role (the second once the bus
+    // has told it).
+    for server in &servers {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let roles: Value = client
+                .get(format!("{}/rbac/users/bob/roles", server.base))
+                .bearer_auth(BUS_ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let held: std::collections::BTreeSet<String> =
+                serde_json::from_value(roles["roles"].clone()).unwrap();
+            if acknowledged.is_subset(&held) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "acknowledged {acknowledged:?}, held {held:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    drop(servers);
+    drop_schema(&schema).await;
+}
