@@ -143,6 +143,56 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
             (method != "delete" || template == "/mfa/totp").then(|| object.clone()),
             ("204", None),
         ),
+        ("get", "/v1/policies") => (
+            None,
+            ("200", Some(json!({"type": "array", "items": schema_ref("Policy")}))),
+        ),
+        ("post", "/v1/policies") => (Some(schema_ref("NewPolicy")), ("201", Some(schema_ref("Policy")))),
+        ("put", "/v1/policies") => (
+            Some(json!({"type": "array", "items": schema_ref("NewPolicy")})),
+            ("200", Some(json!({"type": "array", "items": schema_ref("Policy")}))),
+        ),
+        ("get", "/v1/policies/{id}") => (None, ("200", Some(schema_ref("Policy")))),
+        ("put", "/v1/policies/{id}") => (
+            Some(
+                json!({"type": "object", "required": ["content"], "properties": {"content": {"type": "string"}}}),
+            ),
+            ("200", Some(schema_ref("Policy"))),
+        ),
+        ("post", "/v1/policies/reload") => (
+            None,
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "required": ["generation", "policies"], "properties": {
+                    "generation": {"type": "integer"}, "policies": {"type": "integer"}}}),
+                ),
+            ),
+        ),
+        ("get", "/v1/entities" | "/v1/data") => (
+            None,
+            ("200", Some(json!({"type": "array", "items": schema_ref("Entity")}))),
+        ),
+        ("put", "/v1/entities" | "/v1/data") => (
+            Some(json!({"type": "array", "items": schema_ref("Entity")})),
+            ("200", Some(json!({"type": "array", "items": schema_ref("Entity")}))),
+        ),
+        ("patch", "/v1/entities" | "/v1/data") => (
+            Some(json!({"type": "array", "items": schema_ref("Entity")})),
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "required": ["upserted"], "properties": {"upserted": {"type": "integer"}}}),
+                ),
+            ),
+        ),
+        ("get", "/v1/schema") => (None, ("200", Some(object.clone()))),
+        ("put", "/v1/schema") => (Some(object.clone()), ("200", Some(object.clone()))),
+        (
+            "delete",
+            "/v1/entities" | "/v1/data" | "/v1/entities/{type}/{id}" | "/v1/schema"
+            | "/v1/policies/{id}",
+        ) => (None, ("204", None)),
         ("post", "/rbac/check") => (
             Some(
                 json!({"type": "object", "required": ["subject", "object", "action"], "properties": {
@@ -276,6 +326,38 @@ fn components() -> Value {
                     "expires_in": {"type": "integer"},
                     "mfa_required": {"type": "boolean"},
                     "challenge": {"type": "string"},
+                },
+            },
+            "NewPolicy": {
+                "type": "object",
+                "required": ["id", "content"],
+                "properties": {"id": {"type": "string"}, "content": {"type": "string", "description": "Cedar policy text"}},
+            },
+            "Policy": {
+                "type": "object",
+                "required": ["id", "content", "source"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "content": {"type": "string"},
+                    "source": {
+                        "type": "object",
+                        "required": ["kind"],
+                        "properties": {
+                            "kind": {"enum": ["file", "api", "builtin", "rbac"]},
+                            "path": {"type": "string"},
+                        },
+                    },
+                    "line": {"type": "integer"},
+                },
+            },
+            "Entity": {
+                "type": "object",
+                "required": ["uid"],
+                "properties": {
+                    "uid": {"type": "object", "required": ["type", "id"], "properties": {"type": {"type": "string"}, "id": {"type": "string"}}},
+                    "attrs": {"type": "object"},
+                    "parents": {"type": "array", "items": {"type": "object"}},
+                    "tags": {"type": "object"},
                 },
             },
             "GrantInput": {
