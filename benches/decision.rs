@@ -15,11 +15,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::hint::black_box;
 use std::str::FromStr;
 
-use cedar_policy::{Authorizer, Context, EntityUid, Request};
+use cedar_policy::{Authorizer, Context, Entity, EntityUid, Request};
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis::authz::{
     CacheSettings, DecisionRequest, Engine, EntitySnapshot, PolicyInputs, PolicySnapshot,
-    SchemaDoc, grant_policy, grant_policy_id, overlay,
+    ResolvedIdentity, SchemaDoc, grant_policy, grant_policy_id, overlay,
 };
 use portcullis::domain::{Assignment, Effect, Grant, Role};
 
@@ -142,6 +142,31 @@ fn bench(c: &mut Criterion) {
     assert!(uncached.decide(&request, None).unwrap().outcome.allowed());
     group.bench_function("engine_uncached", |b| {
         b.iter(|| uncached.decide(black_box(&request), None).unwrap())
+    });
+
+    // A signed-in caller brings its own entity (as ext_authz with a JWT
+    // does): the request's entities are then a merged slice, not the store.
+    let caller = ResolvedIdentity {
+        entities: vec![
+            Entity::from_json_value(
+                serde_json::json!({"uid": {"type": "Portcullis::User", "id": "u5"},
+                    "attrs": {"email": "u5@example.com", "active": true}, "parents": []}),
+                None,
+            )
+            .unwrap(),
+        ]
+        .into(),
+        stamp: 1,
+    };
+    assert!(
+        uncached
+            .decide(&request, Some(&caller))
+            .unwrap()
+            .outcome
+            .allowed()
+    );
+    group.bench_function("engine_uncached_with_caller_entity", |b| {
+        b.iter(|| uncached.decide(black_box(&request), Some(&caller)).unwrap())
     });
 
     let (p, e) = snapshots();

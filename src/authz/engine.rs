@@ -305,7 +305,7 @@ impl Engine {
                             .into_iter()
                             .map(|p| p.entity)
                             .collect();
-                        merge([base], directory, supplied, schema)?
+                        merge([base], directory, supplied, schema, false)?
                     }
                     None => {
                         let mut roots = vec![principal, action, resource];
@@ -317,7 +317,13 @@ impl Engine {
                         }
                         roots.extend(directory.iter().map(Entity::uid));
                         let slices = roots.iter().map(|root| self.slice(stored, root));
-                        merge(slices.collect::<Vec<_>>(), directory, supplied, schema)?
+                        merge(
+                            slices.collect::<Vec<_>>(),
+                            directory,
+                            supplied,
+                            schema,
+                            true,
+                        )?
                     }
                 };
                 self.is_authorized(&request, policies, &entities)

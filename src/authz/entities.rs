@@ -333,11 +333,22 @@ pub(crate) fn json_refs(value: &serde_json::Value, out: &mut Vec<EntityUid>) {
 
 /// Merges slices of stored entities with request-supplied ones; supplied
 /// entities win on the same uid (cedar-agent's rule).
+/// The entities a request decides on: slices of the stored set, the
+/// identity's entities merged in, then what the request supplied.
+///
+/// Stored and identity entities were checked (or built) already. When the
+/// slices are the store's (`checked`) and the request supplies nothing, the
+/// set is built without checking them against the schema again: that was
+/// most of the cost of a decision for a signed-in caller. The actions and
+/// their groups come with the slices (the stored set holds the schema's
+/// action entities, and the action is a root). Otherwise everything is
+/// checked.
 pub(crate) fn merge(
     slices: impl IntoIterator<Item = Arc<[Entity]>>,
     identity: &[Entity],
     supplied: Vec<Entity>,
     schema: Option<&Schema>,
+    checked: bool,
 ) -> Result<Entities, AuthzError> {
     let mut by_uid: HashMap<EntityUid, Entity> = HashMap::new();
     for slice in slices {
@@ -358,6 +369,10 @@ pub(crate) fn merge(
             None => entity.clone(),
         };
         by_uid.insert(merged.uid(), merged);
+    }
+    if checked && supplied.is_empty() {
+        return Entities::from_entities(by_uid.into_values(), None)
+            .map_err(|e| AuthzError::EntitiesInvalid(detail(&e)));
     }
     for entity in supplied {
         by_uid.insert(entity.uid(), entity);

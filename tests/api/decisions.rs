@@ -304,3 +304,39 @@ async fn explain_shows_the_determining_policies_at_their_lines_and_the_entities_
     }
     assert!(!entities.contains(&BOB));
 }
+
+#[tokio::test]
+async fn a_signed_in_caller_is_decided_with_the_schemas_action_groups() {
+    let app = spawn_app().await;
+    // A schema whose `read` is in the group `reading`, and a policy on the group.
+    std::fs::remove_file(app.policy_dir.path().join("docs.cedar")).unwrap();
+    app.write_policy_file(
+        "docs.cedarschema",
+        "namespace Docs {\n  entity Document;\n  action reading;\n  action read in [reading] appliesTo { principal: [Portcullis::User], resource: [Document] };\n}\n",
+    );
+    app.write_policy_file(
+        "groups.cedar",
+        "permit (principal, action in Docs::Action::\"reading\", resource) when { principal has email };\n",
+    );
+    let (status, body) = app.post_json("/v1/policies/reload", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let credentials = json!({"email": "grace@example.com", "password": "correct horse battery"});
+    app.post_json("/auth/register", &credentials).await;
+    let (_, pair) = app
+        .post_json(
+            "/auth/jwt/login",
+            &json!({"username": "grace@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    let token = pair["access_token"].as_str().unwrap();
+    let (status, body) = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/is_authorized",
+            Auth::Bearer(token),
+            Some(json!({"action": READ, "resource": r#"Docs::Document::"x""#})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decision"], "Allow", "{body}");
+}
