@@ -132,9 +132,15 @@ pub struct Decided {
     pub cache_hit: bool,
 }
 
+/// The policy and entity snapshots decisions read: one pointer, so a change
+/// to both (a restore, a schema change) is seen whole or not at all.
+struct Serving {
+    policies: Arc<PolicySnapshot>,
+    entities: Arc<EntitySnapshot>,
+}
+
 pub struct Engine {
-    policies: ArcSwap<PolicySnapshot>,
-    entities: ArcSwap<EntitySnapshot>,
+    serving: ArcSwap<Serving>,
     decisions: DecisionCache,
     slices: SliceCache,
     authorizer: Authorizer,
@@ -149,8 +155,10 @@ impl Engine {
     ) -> Engine {
         let generation = policies.generation.max(entities.generation);
         Engine {
-            policies: ArcSwap::from_pointee(policies),
-            entities: ArcSwap::from_pointee(entities),
+            serving: ArcSwap::from_pointee(Serving {
+                policies: Arc::new(policies),
+                entities: Arc::new(entities),
+            }),
             decisions: DecisionCache::new(cache),
             slices: SliceCache::new(cache),
             authorizer: Authorizer::new(),
@@ -164,20 +172,36 @@ impl Engine {
     }
 
     pub fn policies(&self) -> Arc<PolicySnapshot> {
-        self.policies.load_full()
+        self.serving.load().policies.clone()
     }
 
     pub fn entities(&self) -> Arc<EntitySnapshot> {
-        self.entities.load_full()
+        self.serving.load().entities.clone()
     }
 
     /// Serves `snapshot` from the next decision on.
     pub fn swap_policies(&self, snapshot: PolicySnapshot) {
-        self.policies.store(Arc::new(snapshot));
+        let policies = Arc::new(snapshot);
+        self.serving.rcu(|serving| Serving {
+            policies: policies.clone(),
+            entities: serving.entities.clone(),
+        });
     }
 
     pub fn swap_entities(&self, snapshot: EntitySnapshot) {
-        self.entities.store(Arc::new(snapshot));
+        let entities = Arc::new(snapshot);
+        self.serving.rcu(|serving| Serving {
+            policies: serving.policies.clone(),
+            entities: entities.clone(),
+        });
+    }
+
+    /// Serves both snapshots from the next decision on, together.
+    pub fn swap_both(&self, policies: PolicySnapshot, entities: EntitySnapshot) {
+        self.serving.store(Arc::new(Serving {
+            policies: Arc::new(policies),
+            entities: Arc::new(entities),
+        }));
     }
 
     pub fn decision_cache_enabled(&self) -> bool {
@@ -191,8 +215,8 @@ impl Engine {
         req: &DecisionRequest,
         identity: Option<&ResolvedIdentity>,
     ) -> Result<Decided, AuthzError> {
-        let policies = self.policies.load();
-        let entities = self.entities.load();
+        let serving = self.serving.load();
+        let (policies, entities) = (&serving.policies, &serving.entities);
         let generations = Generations {
             policies: policies.generation,
             entities: entities.generation,
@@ -204,7 +228,7 @@ impl Engine {
                 cache_hit: true,
             });
         }
-        let outcome = Arc::new(self.evaluate(req, &policies, &entities, identity)?);
+        let outcome = Arc::new(self.evaluate(req, policies, entities, identity)?);
         self.decisions.insert(req, generations, outcome.clone());
         Ok(Decided {
             outcome,
@@ -355,7 +379,7 @@ impl Engine {
                 })
                 .collect(),
             _ => {
-                let stored = self.entities.load();
+                let stored = self.entities();
                 [&req.principal, &req.action, &req.resource]
                     .into_iter()
                     .flatten()
@@ -391,7 +415,7 @@ impl Engine {
         let Ok(entities) = Entities::from_entities(entities, None) else {
             return false;
         };
-        let policies = self.policies.load();
+        let policies = self.policies();
         self.authorizer
             .is_authorized(&request, &policies.admin, &entities)
             .decision()

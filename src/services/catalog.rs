@@ -245,11 +245,11 @@ impl Catalog {
         policies: Option<PolicySnapshot>,
         entities: Option<EntitySnapshot>,
     ) {
-        if let Some(entities) = entities {
-            self.engine.swap_entities(entities);
-        }
-        if let Some(policies) = policies {
-            self.engine.swap_policies(policies);
+        match (policies, entities) {
+            (Some(policies), Some(entities)) => self.engine.swap_both(policies, entities),
+            (Some(policies), None) => self.engine.swap_policies(policies),
+            (None, Some(entities)) => self.engine.swap_entities(entities),
+            (None, None) => {}
         }
         self.rbac.store(Arc::new(next));
     }
@@ -279,8 +279,7 @@ impl Catalog {
             policies.schema.as_ref(),
             self.engine.next_generation(),
         )?;
-        self.engine.swap_entities(entities);
-        self.engine.swap_policies(policies);
+        self.engine.swap_both(policies, entities);
         self.rbac.store(Arc::new(rbac));
         Ok(self.engine.policies())
     }
@@ -425,8 +424,7 @@ impl Catalog {
                 Expect::Any,
             )
             .await?;
-        self.engine.swap_entities(entities);
-        self.engine.swap_policies(policies);
+        self.engine.swap_both(policies, entities);
         self.announce(TOPIC_POLICIES).await;
         Ok(())
     }
