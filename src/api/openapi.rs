@@ -143,6 +143,68 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
             (method != "delete" || template == "/mfa/totp").then(|| object.clone()),
             ("204", None),
         ),
+        ("get", "/auth/api-keys/") => (
+            None,
+            ("200", Some(json!({"type": "array", "items": schema_ref("ApiKey")}))),
+        ),
+        ("post", "/auth/api-keys/") => (
+            Some(
+                json!({"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string"},
+                    "expires_in_days": {"type": "integer", "minimum": 1},
+                    "scopes": {"type": "array", "items": {"enum": ["decide", "profile", "keys", "admin"]}}}}),
+            ),
+            (
+                "201",
+                Some(json!({"allOf": [schema_ref("ApiKey"), {
+                    "type": "object", "required": ["api_key"],
+                    "properties": {"api_key": {"type": "string", "description": "shown once"}}}]})),
+            ),
+        ),
+        ("post", "/mfa/totp/enroll") => (
+            None,
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "required": ["secret", "otpauth_uri"], "properties": {
+                    "secret": {"type": "string"}, "otpauth_uri": {"type": "string"}}}),
+                ),
+            ),
+        ),
+        ("post", "/mfa/totp/verify") => (
+            Some(
+                json!({"type": "object", "required": ["code"], "properties": {
+                    "code": {"type": "string"},
+                    "challenge": {"type": "string", "description": "a login's MFA challenge: answers tokens"}}}),
+            ),
+            (
+                "200",
+                Some(json!({"oneOf": [
+                    {"type": "object", "required": ["enrolled"], "properties": {"enrolled": {"type": "boolean"}}},
+                    {"allOf": [schema_ref("TokenPair"), {"required": ["access_token"]}]},
+                ]})),
+            ),
+        ),
+        ("get", "/mfa/delegated/pending") => (
+            None,
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "required": ["pending"], "properties": {"pending": {"type": "array", "items": {"type": "object"}}}}),
+                ),
+            ),
+        ),
+        ("get", "/users") => (
+            None,
+            (
+                "200",
+                Some(
+                    json!({"type": "object", "required": ["users"], "properties": {
+                    "users": {"type": "array", "items": schema_ref("User")},
+                    "next_cursor": {"type": ["string", "null"]}}}),
+                ),
+            ),
+        ),
         ("get", "/v1/policies") => (
             None,
             ("200", Some(json!({"type": "array", "items": schema_ref("Policy")}))),
@@ -358,6 +420,18 @@ fn components() -> Value {
                     "attrs": {"type": "object"},
                     "parents": {"type": "array", "items": {"type": "object"}},
                     "tags": {"type": "object"},
+                },
+            },
+            "ApiKey": {
+                "type": "object",
+                "required": ["id", "name", "prefix", "scopes", "created_at"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "prefix": {"type": "string"},
+                    "scopes": {"type": "array", "items": {"type": "string"}},
+                    "created_at": {"type": "integer"},
+                    "expires_at": {"type": ["integer", "null"]},
                 },
             },
             "GrantInput": {
