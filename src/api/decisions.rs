@@ -267,68 +267,23 @@ async fn decide_only(
         None => (Cow::Borrowed(request), None, None),
     };
     let request = request.as_ref();
-    let identity = match &request.principal {
-        _ if caller_identity.is_some() => caller_identity,
-        Some(principal) if state.identities.enabled() => {
-            match state
-                .identities
-                .resolve(principal, &engine.entities())
-                .await
-            {
-                Resolution::NotDirectory => None,
-                Resolution::Resolved { identity, cached } => {
-                    if cached {
-                        metrics.identity_cache_hits.inc();
-                    } else {
-                        metrics.identity_cache_misses.inc();
-                    }
-                    Some(identity)
-                }
-                Resolution::Unavailable { directory, error } => {
-                    metrics.identity_unavailable.inc();
-                    metrics.decisions_deny.inc();
-                    return Ok((
-                        Decided {
-                            outcome: Arc::new(Outcome::fail_closed(
-                                "IDENTITY_UNAVAILABLE",
-                                format!(
-                                    "the principal's directory `{directory}` could not be read and its identity is not cached: {error}"
-                                ),
-                            )),
-                            cache_hit: false,
-                        },
-                        None,
-                    ));
-                }
+    let identity = match (&request.principal, caller_identity) {
+        (_, Some(identity)) => Some(identity),
+        (None, None) => None,
+        (Some(principal), None) => match principal_identity(state, principal).await {
+            Ok(found) => found,
+            Err(reason) => {
+                metrics.identity_unavailable.inc();
+                metrics.decisions_deny.inc();
+                return Ok((
+                    Decided {
+                        outcome: Arc::new(Outcome::fail_closed("IDENTITY_UNAVAILABLE", reason)),
+                        cache_hit: false,
+                    },
+                    None,
+                ));
             }
-        }
-        _ => None,
-    };
-    // A local account named as the principal (by a PEP asking about it)
-    // decides with its own entity: its attributes, whether it is active,
-    // and the roles RBAC gave it.
-    let identity = match identity {
-        None => match local_account(request, &engine.entities()) {
-            Some(id) => match state.accounts.principal(id).await {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Account store unavailable; deciding deny.");
-                    metrics.decisions_deny.inc();
-                    return Ok((
-                        Decided {
-                            outcome: Arc::new(Outcome::fail_closed(
-                                "IDENTITY_UNAVAILABLE",
-                                format!("the principal's account could not be read: {e}"),
-                            )),
-                            cache_hit: false,
-                        },
-                        None,
-                    ));
-                }
-            },
-            None => None,
         },
-        found => found,
     };
     let decided = engine.decide(request, identity.as_deref())?;
     metrics
@@ -347,11 +302,51 @@ async fn decide_only(
     Ok((decided, own_principal))
 }
 
-/// The id of a local account when `request` names one as its principal
+/// The entities `principal` brings when it is not the caller: a directory
+/// user's (and groups'), or a local account's. `Err`: its directory or the
+/// account store cannot be read and nothing is cached (the decision then
+/// fails closed, with this reason).
+pub(crate) async fn principal_identity(
+    state: &AppState,
+    principal: &UidInput,
+) -> Result<Option<Arc<ResolvedIdentity>>, String> {
+    let stored = state.catalog.engine().entities();
+    let metrics = &state.metrics;
+    if state.identities.enabled() {
+        match state.identities.resolve(principal, &stored).await {
+            Resolution::NotDirectory => {}
+            Resolution::Resolved { identity, cached } => {
+                if cached {
+                    metrics.identity_cache_hits.inc();
+                } else {
+                    metrics.identity_cache_misses.inc();
+                }
+                return Ok(Some(identity));
+            }
+            Resolution::Unavailable { directory, error } => {
+                return Err(format!(
+                    "the principal's directory `{directory}` could not be read and its identity is not cached: {error}"
+                ));
+            }
+        }
+    }
+    // A local account named as the principal (by a PEP asking about it)
+    // decides with its own entity: its attributes, whether it is active,
+    // and the roles RBAC gave it.
+    match local_account(principal, &stored) {
+        Some(id) => state.accounts.principal(id).await.map_err(|e| {
+            tracing::warn!(error = %e, "Account store unavailable; deciding deny.");
+            format!("the principal's account could not be read: {e}")
+        }),
+        None => Ok(None),
+    }
+}
+
+/// The id of a local account when `principal` names one
 /// (`Portcullis::User::"<id>"`, not a directory's `<dir>:<id>`) and the
 /// stored entities do not hold it.
-fn local_account<'a>(request: &'a DecisionRequest, stored: &EntitySnapshot) -> Option<&'a str> {
-    let text = match request.principal.as_ref()? {
+fn local_account<'a>(principal: &'a UidInput, stored: &EntitySnapshot) -> Option<&'a str> {
+    let text = match principal {
         UidInput::Text(text) => text
             .strip_prefix("Portcullis::User::\"")?
             .strip_suffix('"')?,

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::admin::Admin;
 use super::body::JsonBody;
-use super::decisions::{Origin, decide, decision_caller};
+use super::decisions::{Origin, decide, decision_caller, principal_identity};
 use super::{ApiError, AppState};
 use crate::authz::{DecisionRequest, UidInput};
 use crate::services::{BulkOp, GrantInput, Rbac, RbacError, RbacState, principal_uid};
@@ -205,6 +205,20 @@ fn principal(id: &str) -> Result<cedar_policy::EntityUid, ApiError> {
     Ok(principal_uid("id", &UidInput::Text(id.to_owned()))?)
 }
 
+/// The principal's own entities (a directory user's groups, a local
+/// account), as decisions see them. When they cannot be read, the views
+/// show what the store and RBAC say alone.
+async fn identity_of(state: &AppState, uid: &cedar_policy::EntityUid) -> Vec<cedar_policy::Entity> {
+    match principal_identity(state, &UidInput::Text(uid.to_string())).await {
+        Ok(Some(identity)) => identity.entities.to_vec(),
+        Ok(None) => Vec::new(),
+        Err(reason) => {
+            tracing::warn!(%reason, "Showing RBAC roles without the principal's identity.");
+            Vec::new()
+        }
+    }
+}
+
 pub async fn user_roles(
     _: Admin,
     State(state): State<Arc<AppState>>,
@@ -257,9 +271,9 @@ pub async fn implicit_roles(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let uid = principal(&id)?;
-    Ok(Json(
-        json!({"principal": uid.to_string(), "roles": rbac(&state).implicit_roles(&uid)}),
-    ))
+    let identity = identity_of(&state, &uid).await;
+    let roles = rbac(&state).implicit_roles(&uid, &identity);
+    Ok(Json(json!({"principal": uid.to_string(), "roles": roles})))
 }
 
 pub async fn permissions(
@@ -268,8 +282,10 @@ pub async fn permissions(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let uid = principal(&id)?;
+    let identity = identity_of(&state, &uid).await;
+    let permissions = rbac(&state).permissions(&uid, &identity);
     Ok(Json(
-        json!({"principal": uid.to_string(), "permissions": rbac(&state).permissions(&uid)}),
+        json!({"principal": uid.to_string(), "permissions": permissions}),
     ))
 }
 

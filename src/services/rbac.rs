@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use cedar_policy::{EntityTypeName, EntityUid};
+use cedar_policy::{Entity, EntityTypeName, EntityUid};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -689,40 +689,68 @@ impl Rbac<'_> {
             .await
     }
 
-    /// Every role `principal` has, directly, through child roles, through
-    /// groups or other entity parents, each with the shortest path to it.
-    pub fn implicit_roles(&self, principal: &EntityUid) -> Vec<ImplicitRole> {
+    /// Everything `principal` is in, each with the shortest path to it,
+    /// through the stored and RBAC parents and through `identity` (the
+    /// principal's own entities: a directory user's groups, a local
+    /// account's admin role).
+    fn reachable(
+        &self,
+        principal: &EntityUid,
+        identity: &[Entity],
+    ) -> Vec<(EntityUid, Vec<String>)> {
         let entities = self.catalog.engine().entities();
+        let identity_parents: HashMap<EntityUid, Vec<EntityUid>> = identity
+            .iter()
+            .map(|e| {
+                let (uid, _, parents) = e.clone().into_inner();
+                let mut parents: Vec<EntityUid> = parents.into_iter().collect();
+                parents.sort_by_key(ToString::to_string);
+                (uid, parents)
+            })
+            .collect();
         let mut seen: HashSet<EntityUid> = HashSet::from([principal.clone()]);
         let mut queue = VecDeque::from([(principal.clone(), vec![principal.to_string()])]);
         let mut out = Vec::new();
         while let Some((uid, path)) = queue.pop_front() {
-            for parent in entities.direct_parents(&uid) {
+            let parents = entities
+                .direct_parents(&uid)
+                .into_iter()
+                .chain(identity_parents.get(&uid).into_iter().flatten().cloned());
+            for parent in parents {
                 if !seen.insert(parent.clone()) {
                     continue;
                 }
                 let mut next = path.clone();
                 next.push(parent.to_string());
-                if parent.type_name().to_string() == ROLE_TYPE {
-                    out.push(ImplicitRole {
-                        role: parent.id().unescaped().to_owned(),
-                        path: next.clone(),
-                    });
-                }
+                out.push((parent.clone(), next.clone()));
                 queue.push_back((parent, next));
             }
         }
         out
     }
 
+    /// Every role `principal` has, directly, through child roles, through
+    /// groups or other entity parents, each with the shortest path to it.
+    pub fn implicit_roles(&self, principal: &EntityUid, identity: &[Entity]) -> Vec<ImplicitRole> {
+        self.reachable(principal, identity)
+            .into_iter()
+            .filter(|(uid, _)| uid.type_name().to_string() == ROLE_TYPE)
+            .map(|(uid, path)| ImplicitRole {
+                role: uid.id().unescaped().to_owned(),
+                path,
+            })
+            .collect()
+    }
+
     /// Every grant that applies to `principal`: to it, or to a role or group
     /// it is in.
-    pub fn permissions(&self, principal: &EntityUid) -> Vec<Permission> {
-        let entities = self.catalog.engine().entities();
+    pub fn permissions(&self, principal: &EntityUid, identity: &[Entity]) -> Vec<Permission> {
         let mut subjects: HashSet<String> = HashSet::from([principal.to_string()]);
-        if let Some(ancestors) = entities.entities.ancestors(principal) {
-            subjects.extend(ancestors.map(ToString::to_string));
-        }
+        subjects.extend(
+            self.reachable(principal, identity)
+                .into_iter()
+                .map(|(uid, _)| uid.to_string()),
+        );
         self.catalog
             .rbac()
             .grants

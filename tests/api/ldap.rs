@@ -250,6 +250,38 @@ async fn a_policy_on_an_ldap_group_decides_for_its_users() {
         assert_eq!(assigned.status(), StatusCode::CREATED);
     }
     let share = r#"Docs::Action::"share""#;
+    // The RBAC views walk the directory's groups too: a role given to a
+    // directory group reaches carol through her nested group.
+    let group = "Portcullis%3A%3AGroup%3A%3A%22corp%3Aengineering%22";
+    let assigned = admin(&format!("/rbac/users/{group}/roles"), json!({"role": "engineers"}))
+        .await
+        .unwrap();
+    assert_eq!(assigned.status(), StatusCode::CREATED);
+    let implicit: Value = app
+        .client
+        .get(app.url("/rbac/users/corp:carol/roles/implicit"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let engineers = implicit["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "engineers")
+        .unwrap_or_else(|| panic!("carol holds engineers through her groups: {implicit}"));
+    assert_eq!(
+        engineers["path"],
+        json!([
+            user("carol"),
+            r#"Portcullis::Group::"corp:platform""#,
+            r#"Portcullis::Group::"corp:engineering""#,
+            r#"Portcullis::Role::"engineers""#
+        ])
+    );
     for (who, action, expected) in [
         ("carol", WRITE, "Allow"),
         ("carol", share, "Allow"),
