@@ -253,9 +253,12 @@ async fn a_policy_on_an_ldap_group_decides_for_its_users() {
     // The RBAC views walk the directory's groups too: a role given to a
     // directory group reaches carol through her nested group.
     let group = "Portcullis%3A%3AGroup%3A%3A%22corp%3Aengineering%22";
-    let assigned = admin(&format!("/rbac/users/{group}/roles"), json!({"role": "engineers"}))
-        .await
-        .unwrap();
+    let assigned = admin(
+        &format!("/rbac/users/{group}/roles"),
+        json!({"role": "engineers"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(assigned.status(), StatusCode::CREATED);
     let implicit: Value = app
         .client
