@@ -29,7 +29,7 @@ use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::authz::{
     Decided, DecisionRequest, EntitySnapshot, Outcome, ResolvedIdentity, USER_TYPE, UidInput,
-    parse_uid, user_uid,
+    entity_key, parse_uid, user_uid,
 };
 use crate::services::{AccountError, Authenticated, Bearer, IdentityError, Resolution, random_id};
 use crate::telemetry::{Entry, now_ms};
@@ -356,8 +356,7 @@ fn local_account<'a>(principal: &'a UidInput, stored: &EntitySnapshot) -> Option
     if text.is_empty() || text.contains([':', '\\', '"']) {
         return None;
     }
-    let key = format!("{USER_TYPE}::\"{text}\"");
-    (!stored.docs.contains_key(&key)).then_some(text)
+    (!stored.docs.contains_key(&entity_key(&user_uid(text)))).then_some(text)
 }
 
 fn json_response(body: Bytes) -> Response {
