@@ -98,6 +98,16 @@ impl Server {
     }
 }
 
+/// Two processes on a store schema and a bus channel of their own; the
+/// schema's name is for `drop_schema`.
+fn two_servers() -> (String, reqwest::Client, Server, Server) {
+    let schema = format!("pc_bus_{}", unique_tag());
+    let channel = format!("pc-test:{schema}");
+    let first = Server::start(&schema, &channel);
+    let second = Server::start(&schema, &channel);
+    (schema, reqwest::Client::new(), first, second)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -107,11 +117,7 @@ impl Drop for Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_through_one_process_reaches_the_other() {
-    let schema = format!("pc_bus_{}", unique_tag());
-    let channel = format!("pc-test:{schema}");
-    let client = reqwest::Client::new();
-    let first = Server::start(&schema, &channel);
-    let second = Server::start(&schema, &channel);
+    let (schema, client, first, second) = two_servers();
     assert_eq!(second.verdict(&client).await, "Deny");
 
     let seeded = client
@@ -138,11 +144,7 @@ async fn a_change_through_one_process_reaches_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_api_key_stops_working_on_the_other_process_too() {
-    let schema = format!("pc_bus_{}", unique_tag());
-    let channel = format!("pc-test:{schema}");
-    let client = reqwest::Client::new();
-    let first = Server::start(&schema, &channel);
-    let second = Server::start(&schema, &channel);
+    let (schema, client, first, second) = two_servers();
     let post = |base: &str, path: &str, body: Value| {
         client.post(format!("{base}{path}")).json(&body).send()
     };
@@ -212,11 +214,7 @@ async fn a_revoked_api_key_stops_working_on_the_other_process_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_changes_on_one_process_decide_on_the_other() {
-    let schema = format!("pc_bus_{}", unique_tag());
-    let channel = format!("pc-test:{schema}");
-    let client = reqwest::Client::new();
-    let first = Server::start(&schema, &channel);
-    let second = Server::start(&schema, &channel);
+    let (schema, client, first, second) = two_servers();
     let admin = |server: &Server, method: reqwest::Method, path: &str, body: Value| {
         client
             .request(method, format!("{}{path}", server.base))
@@ -274,13 +272,8 @@ async fn rbac_changes_on_one_process_decide_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_rbac_writes_on_two_processes_lose_no_acknowledged_one() {
-    let schema = format!("pc_bus_{}", unique_tag());
-    let channel = format!("pc-test:{schema}");
-    let client = reqwest::Client::new();
-    let servers = [
-        Server::start(&schema, &channel),
-        Server::start(&schema, &channel),
-    ];
+    let (schema, client, first, second) = two_servers();
+    let servers = [first, second];
     // Twenty roles for one principal, half through each process, at once.
     let assignments = (0..20).map(|n| {
         let server = &servers[n % 2];
