@@ -140,6 +140,7 @@ impl App {
             identities,
             accounts,
             ext_authz: Arc::new(config.ext_authz.clone()),
+            iam: config.iam.clone(),
             decision_log: Arc::new(
                 DecisionLog::start(&config.decision_log).context("cannot open the decision log")?,
             ),

@@ -28,10 +28,12 @@ use super::accounts;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::authz::{
-    Decided, DecisionRequest, EntitySnapshot, Outcome, ResolvedIdentity, USER_TYPE, UidInput,
-    entity_key, parse_uid, user_uid,
+    AGENT_TYPE, Decided, DecisionRequest, EntitySnapshot, Outcome, ResolvedIdentity, USER_TYPE,
+    UidInput, entity_key, parse_uid, user_uid,
 };
-use crate::services::{AccountError, Authenticated, Bearer, IdentityError, Resolution, random_id};
+use crate::services::{
+    AccountError, Authenticated, Bearer, CREDENTIAL_PREFIX, IdentityError, Resolution, random_id,
+};
 use crate::telemetry::{Entry, now_ms};
 use cedar_policy::EntityUid;
 
@@ -65,6 +67,9 @@ pub(crate) async fn decision_caller(
     headers: &HeaderMap,
     scope: Option<&str>,
 ) -> Result<Option<Caller>, ApiError> {
+    if let Some(caller) = graph_caller(state, headers)? {
+        return Ok(Some(caller));
+    }
     if let Some(token) = accounts::bearer(headers) {
         match state.identities.bearer(token).await {
             Bearer::NotIssued => {}
@@ -94,6 +99,31 @@ pub(crate) async fn decision_caller(
         accounts::require(&me, scope)?;
     }
     Ok(Some(Caller::local(&me)))
+}
+
+/// A service account or agent behind a `pcs_` credential (`X-API-Key`, or
+/// a bearer token). Its entity, with its graph parents and roles, is in
+/// the served snapshot, so it brings none of its own. A credential that
+/// does not match is an error, never anonymous.
+fn graph_caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+    let presented = headers
+        .get(accounts::API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .or_else(|| accounts::bearer(headers));
+    let Some(presented) = presented.filter(|p| p.starts_with(CREDENTIAL_PREFIX)) else {
+        return Ok(None);
+    };
+    match state.catalog.rbac().graph.authenticate(presented) {
+        Some(principal) => Ok(Some(Caller {
+            principal,
+            identity: Arc::new(ResolvedIdentity {
+                entities: Arc::new([]),
+                stamp: 0,
+            }),
+        })),
+        None => Err(AccountError::Unauthenticated.into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -286,6 +316,7 @@ async fn decide_only(
         },
     };
     let decided = engine.decide(request, identity.as_deref())?;
+    let decided = bound_by_owner(state, request, decided).await?;
     metrics
         .decision_duration
         .observe(started.elapsed().as_secs_f64());
@@ -300,6 +331,58 @@ async fn decide_only(
         metrics.decision_cache_misses.inc();
     }
     Ok((decided, own_principal))
+}
+
+/// An AI agent never does more than its owner: an allow for an agent the
+/// identity graph holds stands only when its owner (a user or a service
+/// account) is allowed the same request; otherwise the answer is a deny
+/// with code `OWNER_DENIED` and the owner's reasons. Owner decisions are
+/// cached like any other.
+async fn bound_by_owner(
+    state: &AppState,
+    request: &DecisionRequest,
+    decided: Decided,
+) -> Result<Decided, ApiError> {
+    let names_agent = match &request.principal {
+        Some(UidInput::Text(text)) => text.starts_with(AGENT_TYPE),
+        Some(UidInput::Typed { type_name, .. }) => type_name == AGENT_TYPE,
+        None => false,
+    };
+    if !decided.outcome.allowed() || !names_agent {
+        return Ok(decided);
+    }
+    let Some(agent) = request.principal.as_ref().and_then(|p| parse_uid(p).ok()) else {
+        return Ok(decided);
+    };
+    let graph = state.catalog.rbac();
+    let Some(owner) = graph.graph.agent_owner(&agent) else {
+        return Ok(decided);
+    };
+    let owner_principal = UidInput::Text(owner.to_owned());
+    let as_owner = DecisionRequest {
+        principal: Some(owner_principal.clone()),
+        ..request.clone()
+    };
+    let owner_decided = match principal_identity(state, &owner_principal).await {
+        Ok(identity) => state
+            .catalog
+            .engine()
+            .decide(&as_owner, identity.as_deref())?,
+        Err(reason) => Decided {
+            outcome: Arc::new(Outcome::fail_closed("IDENTITY_UNAVAILABLE", reason)),
+            cache_hit: false,
+        },
+    };
+    if owner_decided.outcome.allowed() {
+        return Ok(Decided {
+            outcome: decided.outcome,
+            cache_hit: decided.cache_hit && owner_decided.cache_hit,
+        });
+    }
+    Ok(Decided {
+        outcome: Arc::new(Outcome::bounded_by_owner(owner, &owner_decided.outcome)),
+        cache_hit: decided.cache_hit && owner_decided.cache_hit,
+    })
 }
 
 /// The entities `principal` brings when it is not the caller: a directory

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::authz::{AuthzError, Diagnostic};
 use crate::backends::{RegistryError, StoreError};
-use crate::services::{AccountError, IdentityError, ItemError, RbacError, ServiceError};
+use crate::services::{
+    AccountError, GraphError, IdentityError, ItemError, RbacError, ServiceError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -55,6 +57,8 @@ pub enum ApiError {
     Account(AccountError),
     #[error(transparent)]
     Rbac(RbacError),
+    #[error(transparent)]
+    Graph(GraphError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("internal error: {0}")]
@@ -67,6 +71,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::Authz(e) => ApiError::Authz(e),
             ServiceError::Store(e) => ApiError::Store(e),
             e @ ServiceError::Corrupt { .. } => ApiError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+impl From<GraphError> for ApiError {
+    fn from(e: GraphError) -> Self {
+        match e {
+            GraphError::Service(e) => e.into(),
+            e => ApiError::Graph(e),
         }
     }
 }
@@ -250,6 +263,15 @@ impl ApiError {
                 RbacError::BackupNotFound(_) => (StatusCode::NOT_FOUND, "BACKUP_NOT_FOUND"),
                 RbacError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },
+            ApiError::Graph(e) => match e {
+                GraphError::Invalid { .. } => (StatusCode::BAD_REQUEST, "IAM_INVALID"),
+                GraphError::NotFound(_) => (StatusCode::NOT_FOUND, "IDENTITY_NOT_FOUND"),
+                GraphError::Exists(_) => (StatusCode::CONFLICT, "IDENTITY_EXISTS"),
+                GraphError::Cycle { .. } => (StatusCode::CONFLICT, "GRAPH_CYCLE"),
+                GraphError::HasDependents { .. } => (StatusCode::CONFLICT, "HAS_DEPENDENTS"),
+                GraphError::CredentialLimit => (StatusCode::CONFLICT, "CREDENTIAL_LIMIT"),
+                GraphError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            },
             ApiError::Store(StoreError::Corrupt(_))
             | ApiError::Corrupt(_)
             | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
@@ -287,7 +309,10 @@ impl ApiError {
                     _ => None,
                 },
                 dependents: match self {
-                    ApiError::Rbac(RbacError::RoleInUse { dependents, .. }) => Some(dependents),
+                    ApiError::Rbac(RbacError::RoleInUse { dependents, .. })
+                    | ApiError::Graph(GraphError::HasDependents { dependents, .. }) => {
+                        Some(dependents)
+                    }
                     _ => None,
                 },
             },

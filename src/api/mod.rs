@@ -24,6 +24,7 @@ mod entities;
 mod error;
 mod ext_authz;
 mod grpc;
+mod iam;
 mod identity;
 mod mfa;
 mod openapi;
@@ -50,7 +51,7 @@ pub use error::ApiError;
 pub use grpc::ExtAuthzGrpc;
 
 use crate::backends::Registry;
-use crate::config::{ExtAuthzConfig, Secret};
+use crate::config::{ExtAuthzConfig, IamConfig, Secret};
 use crate::services::{Accounts, Catalog, Identities};
 use crate::telemetry::{DecisionLog, Metrics};
 
@@ -67,6 +68,7 @@ pub struct AppState {
     pub identities: Arc<Identities>,
     pub accounts: Arc<Accounts>,
     pub ext_authz: Arc<ExtAuthzConfig>,
+    pub iam: IamConfig,
     pub decision_log: Arc<DecisionLog>,
 }
 
@@ -587,6 +589,162 @@ pub fn routes(ext_authz_prefix: &str) -> Vec<Route> {
             "/rbac/management/restore/{id}",
             "Admin: put back the grants, roles and assignments of a backup",
             rbac::restore,
+        ),
+        route(
+            "GET",
+            "/iam/service-accounts",
+            "Admin: list service accounts",
+            iam::list_service_accounts,
+        ),
+        route(
+            "POST",
+            "/iam/service-accounts",
+            "Admin: create a service account owned by a user",
+            iam::create_service_account,
+        ),
+        route(
+            "GET",
+            "/iam/service-accounts/{id}",
+            "Admin: one service account",
+            iam::get_service_account,
+        ),
+        route(
+            "PATCH",
+            "/iam/service-accounts/{id}",
+            "Admin: rename, describe, disable or enable a service account",
+            iam::update_service_account,
+        ),
+        route(
+            "DELETE",
+            "/iam/service-accounts/{id}",
+            "Admin: delete a service account (?cascade=true takes its dependents)",
+            iam::delete_service_account,
+        ),
+        route(
+            "GET",
+            "/iam/service-accounts/{id}/keys",
+            "Admin: a service account's credentials (never their secrets)",
+            iam::list_service_account_keys,
+        ),
+        route(
+            "POST",
+            "/iam/service-accounts/{id}/keys",
+            "Admin: a new credential for a service account (its secret shown once)",
+            iam::issue_service_account_key,
+        ),
+        route(
+            "DELETE",
+            "/iam/service-accounts/{id}/keys/{credential_id}",
+            "Admin: revoke a service account's credential",
+            iam::revoke_service_account_key,
+        ),
+        route(
+            "POST",
+            "/iam/service-accounts/{id}/rotate/{credential_id}",
+            "Admin: a new secret; the old one works for the grace period",
+            iam::rotate_service_account_key,
+        ),
+        route(
+            "GET",
+            "/iam/ai-agents",
+            "Admin: list AI agents",
+            iam::list_agents,
+        ),
+        route(
+            "POST",
+            "/iam/ai-agents",
+            "Admin: create an AI agent bound to a provider and an owner",
+            iam::create_agent,
+        ),
+        route(
+            "GET",
+            "/iam/ai-agents/{id}",
+            "Admin: one AI agent",
+            iam::get_agent,
+        ),
+        route(
+            "PATCH",
+            "/iam/ai-agents/{id}",
+            "Admin: rename, describe, change the model of, disable or enable an agent",
+            iam::update_agent,
+        ),
+        route(
+            "DELETE",
+            "/iam/ai-agents/{id}",
+            "Admin: delete an AI agent",
+            iam::delete_agent,
+        ),
+        route(
+            "GET",
+            "/iam/ai-agents/{id}/keys",
+            "Admin: an agent's credentials (never their secrets)",
+            iam::list_agent_keys,
+        ),
+        route(
+            "POST",
+            "/iam/ai-agents/{id}/keys",
+            "Admin: a new credential for an agent (its secret shown once)",
+            iam::issue_agent_key,
+        ),
+        route(
+            "DELETE",
+            "/iam/ai-agents/{id}/keys/{credential_id}",
+            "Admin: revoke an agent's credential",
+            iam::revoke_agent_key,
+        ),
+        route(
+            "POST",
+            "/iam/ai-agents/{id}/rotate/{credential_id}",
+            "Admin: a new secret for an agent; the old one works for the grace period",
+            iam::rotate_agent_key,
+        ),
+        route(
+            "GET",
+            "/iam/ai-providers",
+            "Admin: list AI providers",
+            iam::list_providers,
+        ),
+        route(
+            "POST",
+            "/iam/ai-providers",
+            "Admin: record an AI provider (no secrets)",
+            iam::create_provider,
+        ),
+        route(
+            "GET",
+            "/iam/ai-providers/{id}",
+            "Admin: one AI provider",
+            iam::get_provider,
+        ),
+        route(
+            "DELETE",
+            "/iam/ai-providers/{id}",
+            "Admin: delete an AI provider (?cascade=true takes its agents)",
+            iam::delete_provider,
+        ),
+        route(
+            "POST",
+            "/iam/graph/link",
+            "Admin: add a member-of, owned-by or delegates-to edge (cycles refused)",
+            iam::link,
+        ),
+        route(
+            "DELETE",
+            "/iam/graph/link",
+            "Admin: remove an edge",
+            iam::unlink,
+        ),
+        route(
+            "GET",
+            "/iam/graph/{id}/memberships",
+            "Admin: everything an identity is in, with the path to each",
+            iam::memberships,
+        ),
+        route(
+            "GET",
+            "/iam/graph/{id}/dependents",
+            "Admin: who is affected if an identity is disabled or deleted",
+            iam::dependents,
         ),
         route(
             "GET",

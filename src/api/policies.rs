@@ -44,7 +44,7 @@ pub async fn get(
         .catalog
         .engine()
         .policies()
-        .policy(&id)
+        .info(&id)
         .cloned()
         .map(Json)
         .ok_or_else(|| AuthzError::PolicyNotFound(id).into())

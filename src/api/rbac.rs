@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use super::admin::Admin;
 use super::body::JsonBody;
 use super::decisions::{Origin, decide, decision_caller, principal_identity};
+use super::iam::CascadeQuery;
 use super::{ApiError, AppState};
 use crate::authz::{DecisionRequest, UidInput};
 use crate::services::{BulkOp, GrantInput, Rbac, RbacError, RbacState, principal_uid};
@@ -182,12 +183,6 @@ pub async fn put_role(
         StatusCode::OK
     };
     Ok((status, Json(json!(role))).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct CascadeQuery {
-    #[serde(default)]
-    cascade: bool,
 }
 
 pub async fn delete_role(

@@ -75,9 +75,15 @@ pub async fn delete(
     _: Admin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(query): Query<super::iam::CascadeQuery>,
 ) -> Result<StatusCode, ApiError> {
+    if state.accounts.user(&id).await?.is_none() {
+        return Err(crate::services::AccountError::UserNotFound(id).into());
+    }
+    // The service accounts and agents it owns block it, or go first.
+    super::iam::release_user(&state, &id, query.cascade).await?;
     state.accounts.delete_user(&id).await?;
-    // Its roles go with it, so a new account can never inherit them.
+    // Its roles and links go with it, so a new account can never inherit them.
     crate::services::Rbac {
         catalog: &state.catalog,
     }

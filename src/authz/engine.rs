@@ -35,8 +35,8 @@ pub struct Outcome {
 struct Body<'a> {
     decision: &'static str,
     diagnostics: DiagnosticsBody<'a>,
-    /// Set when the decision is a deny because something needed could not
-    /// be read (fail closed), not because of the policies.
+    /// Set when the decision is a deny not of the policies' own: something
+    /// needed could not be read (fail closed), or an agent's owner is denied.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody<'a>>,
 }
@@ -91,11 +91,34 @@ impl Outcome {
     /// A deny reached without evaluating policies, because something the
     /// decision needs could not be read: never an allow, never a 5xx.
     pub fn fail_closed(code: &str, message: String) -> Outcome {
-        let errors = vec![format!("{code}: {message}")];
+        Self::deny_because(code, message, Vec::new(), Vec::new())
+    }
+
+    /// An AI agent's allow withdrawn because its owner, deciding the same
+    /// request (`owner_outcome`), is denied: an agent never does more than
+    /// its owner. The owner's determining policies are the reasons.
+    pub fn bounded_by_owner(owner: &str, owner_outcome: &Outcome) -> Outcome {
+        Self::deny_because(
+            "OWNER_DENIED",
+            format!("the agent acts for `{owner}`, who is not allowed this request"),
+            owner_outcome.reasons.clone(),
+            owner_outcome.errors.clone(),
+        )
+    }
+
+    /// A deny with `code` and `message` saying why it is not the policies'
+    /// own answer.
+    fn deny_because(
+        code: &str,
+        message: String,
+        reasons: Vec<String>,
+        mut errors: Vec<String>,
+    ) -> Outcome {
+        errors.push(format!("{code}: {message}"));
         let body = serde_json::to_vec(&Body {
             decision: "Deny",
             diagnostics: DiagnosticsBody {
-                reason: &[],
+                reason: &reasons,
                 errors: &errors,
             },
             error: Some(ErrorBody {
@@ -106,7 +129,7 @@ impl Outcome {
         .unwrap_or_default();
         Outcome {
             decision: Decision::Deny,
-            reasons: Vec::new(),
+            reasons,
             errors,
             body: Bytes::from(body),
         }

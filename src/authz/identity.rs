@@ -10,14 +10,23 @@ use crate::domain::{DirectoryIdentity, User, qualified};
 pub const USER_TYPE: &str = "Portcullis::User";
 pub const GROUP_TYPE: &str = "Portcullis::Group";
 pub const ROLE_TYPE: &str = "Portcullis::Role";
+pub const SERVICE_ACCOUNT_TYPE: &str = "Portcullis::ServiceAccount";
+pub const AGENT_TYPE: &str = "Portcullis::Agent";
+pub const PROVIDER_TYPE: &str = "Portcullis::Provider";
 /// The role of administrators: the built-in admin policies permit it.
 pub const ADMIN_ROLE: &str = "admin";
 
 /// `Portcullis::User::"<id>"`.
 pub fn user_uid(id: &str) -> EntityUid {
-    let type_name = USER_TYPE
+    portcullis_uid(USER_TYPE, id)
+}
+
+/// `<type>::"<id>"` for one of Portcullis's own type names (the constants
+/// above).
+pub fn portcullis_uid(type_name: &'static str, id: &str) -> EntityUid {
+    let type_name = type_name
         .parse()
-        .unwrap_or_else(|_| unreachable!("USER_TYPE is a valid type name"));
+        .unwrap_or_else(|_| unreachable!("{type_name} is a valid type name"));
     EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
 }
 

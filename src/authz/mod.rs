@@ -24,7 +24,8 @@ pub use engine::{Decided, Engine, Outcome, ResolvedIdentity};
 pub use entities::{EntitySnapshot, entity_key, parse_entities};
 pub use error::AuthzError;
 pub use identity::{
-    ADMIN_ROLE, GROUP_TYPE, ROLE_TYPE, USER_TYPE, identity_entities, user_entity, user_uid,
+    ADMIN_ROLE, AGENT_TYPE, GROUP_TYPE, PROVIDER_TYPE, ROLE_TYPE, SERVICE_ACCOUNT_TYPE, USER_TYPE,
+    identity_entities, portcullis_uid, user_entity, user_uid,
 };
 pub use policies::{
     PolicyDir, PolicyInfo, PolicyInputs, PolicyOrigin, PolicySnapshot, dir_fingerprint,

@@ -19,6 +19,8 @@ use super::schema::{SchemaDoc, builtin_schema, combined_schema};
 
 const ADMIN_POLICIES: &str = include_str!("../../policies/builtin/admin.cedar");
 const ADMIN_SOURCE: &str = "policies/builtin/admin.cedar";
+const GUARD_POLICIES: &str = include_str!("../../policies/builtin/guards.cedar");
+const GUARD_SOURCE: &str = "policies/builtin/guards.cedar";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -66,6 +68,9 @@ pub struct PolicySnapshot {
     pub app_schema: Option<SchemaDoc>,
     /// Application policies, sorted by id.
     pub policies: Vec<PolicyInfo>,
+    /// The built-in guards evaluated with them (not listed as application
+    /// policies, so `/v1/policies` shows what the application wrote).
+    pub guards: Vec<PolicyInfo>,
     /// What this snapshot was built from, so one change can be applied to it.
     pub inputs: PolicyInputs,
     /// Which application policies can match a request.
@@ -73,12 +78,13 @@ pub struct PolicySnapshot {
 }
 
 impl PolicySnapshot {
-    /// The application policy with this id.
+    /// The application policy or built-in guard with this id.
     pub fn info(&self, id: &str) -> Option<&PolicyInfo> {
         self.policies
             .binary_search_by(|p| p.id.as_str().cmp(id))
             .ok()
             .map(|i| &self.policies[i])
+            .or_else(|| self.guards.iter().find(|g| g.id == id))
     }
 
     /// Parses and validates `inputs`; any error refuses the whole set.
@@ -89,6 +95,26 @@ impl PolicySnapshot {
         let mut texts: HashMap<String, (String, &str)> = HashMap::new();
         let mut infos = Vec::new();
         let mut app = PolicySet::new();
+
+        // The built-in guards first: no file or API policy may take their ids.
+        let mut guards = Vec::new();
+        let builtin =
+            file_policies(GUARD_SOURCE, GUARD_POLICIES).map_err(AuthzError::PoliciesInvalid)?;
+        for policy in builtin {
+            let id = policy.id().to_string();
+            let content = policy.to_string();
+            let line = GUARD_POLICIES
+                .find(&content)
+                .map(|at| GUARD_POLICIES[..at].matches('\n').count() + 1);
+            guards.push(PolicyInfo {
+                id: id.clone(),
+                content,
+                source: PolicyOrigin::Builtin,
+                line,
+            });
+            texts.insert(id, (GUARD_SOURCE.to_owned(), GUARD_POLICIES));
+            push(&mut app, policy, GUARD_SOURCE, &mut diagnostics);
+        }
 
         for (path, text) in &inputs.files {
             match file_policies(path, text) {
@@ -174,16 +200,10 @@ impl PolicySnapshot {
             schema,
             app_schema: inputs.schema.clone(),
             policies: infos,
+            guards,
             inputs: inputs.clone(),
             index,
         })
-    }
-
-    pub fn policy(&self, id: &str) -> Option<&PolicyInfo> {
-        self.policies
-            .binary_search_by(|p| p.id.as_str().cmp(id))
-            .ok()
-            .map(|i| &self.policies[i])
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use cedar_policy::{EntityId, EntityUid};
+use cedar_policy::EntityUid;
 use serde_json::{Value, json};
 
 use super::entities::entity_key;
@@ -19,10 +19,7 @@ pub const RBAC_POLICY_PREFIX: &str = "rbac/";
 
 /// `Portcullis::Role::"<id>"`.
 pub fn role_uid(id: &str) -> EntityUid {
-    let type_name = ROLE_TYPE
-        .parse()
-        .unwrap_or_else(|_| unreachable!("ROLE_TYPE is a valid type name"));
-    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+    super::identity::portcullis_uid(ROLE_TYPE, id)
 }
 
 /// The policy id of a grant.

@@ -72,6 +72,30 @@ pub struct Config {
     pub mail: MailConfig,
     pub ext_authz: ExtAuthzConfig,
     pub decision_log: DecisionLogConfig,
+    pub iam: IamConfig,
+}
+
+/// The identity graph (service accounts, AI agents, providers, links).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IamConfig {
+    /// How long a rotated-out credential secret keeps working.
+    pub rotation_grace_seconds: u64,
+    /// Deepest a graph traversal (memberships, dependents) goes.
+    pub max_traversal_depth: usize,
+    /// Most identities a traversal answers; past it the answer says
+    /// `truncated`.
+    pub max_traversal_results: usize,
+}
+
+impl Default for IamConfig {
+    fn default() -> Self {
+        Self {
+            rotation_grace_seconds: 86_400,
+            max_traversal_depth: 32,
+            max_traversal_results: 10_000,
+        }
+    }
 }
 
 /// Where account mail (verification, password reset, magic links) goes.
@@ -547,6 +571,15 @@ impl Config {
                 "server.admin_token",
                 "must be at least 16 characters (use a random value)",
             );
+        }
+        if self.iam.rotation_grace_seconds > 30 * 86_400 {
+            return invalid("iam.rotation_grace_seconds", "must be at most 30 days");
+        }
+        if !(1..=256).contains(&self.iam.max_traversal_depth) {
+            return invalid("iam.max_traversal_depth", "must be between 1 and 256");
+        }
+        if !(1..=1_000_000).contains(&self.iam.max_traversal_results) {
+            return invalid("iam.max_traversal_results", "must be between 1 and 1000000");
         }
         if self.server.batch_limit == 0 {
             return invalid("server.batch_limit", "must be greater than 0");

@@ -172,10 +172,10 @@ impl Catalog {
                     ns, key, expect, ..
                 }
                 | Op::Delete { ns, key, expect } = op
-                    && ns == super::rbac::RBAC
+                    && (ns == super::rbac::RBAC || ns == super::graph::IAM)
                     && *expect == Expect::Any
                 {
-                    *expect = match versions.get(key.as_str()) {
+                    *expect = match versions.get(&format!("{ns}/{key}")) {
                         Some(version) => Expect::Version(*version),
                         None if is_put => Expect::Absent,
                         None => Expect::Any,
@@ -226,7 +226,7 @@ impl Catalog {
             inputs.rbac = next.compiled();
             Some(PolicySnapshot::build(&inputs, generation)?)
         };
-        let entities = if next.roles == served.roles && next.assignments == served.assignments {
+        let entities = if next.same_entities(&served) {
             None
         } else {
             let schema = policies.as_ref().unwrap_or(&serving).schema.as_ref();
@@ -301,7 +301,7 @@ impl Catalog {
     pub async fn create_policy(&self, id: &str, content: &str) -> Result<(), ServiceError> {
         let _guard = self.writer.lock().await;
         let current = self.engine.policies();
-        if current.policy(id).is_some() {
+        if current.info(id).is_some() {
             return Err(AuthzError::PolicyExists(id.to_owned()).into());
         }
         refuse_file_policy(&current, id)?;
@@ -345,7 +345,7 @@ impl Catalog {
     pub async fn delete_policy(&self, id: &str) -> Result<(), ServiceError> {
         let _guard = self.writer.lock().await;
         let current = self.engine.policies();
-        match current.policy(id).map(|p| &p.source) {
+        match current.info(id).map(|p| &p.source) {
             None => return Err(AuthzError::PolicyNotFound(id.to_owned()).into()),
             Some(PolicyOrigin::Api) => {}
             Some(_) => return refuse_file_policy(&current, id),
@@ -505,7 +505,7 @@ fn refuse_file_policy(current: &PolicySnapshot, id: &str) -> Result<(), ServiceE
     if id.starts_with(RBAC_POLICY_PREFIX) {
         return Err(AuthzError::PolicyFromRbac(id.to_owned()).into());
     }
-    match current.policy(id).map(|p| &p.source) {
+    match current.info(id).map(|p| &p.source) {
         Some(PolicyOrigin::File { .. } | PolicyOrigin::Builtin) => {
             Err(AuthzError::PolicyFromFile(id.to_owned()).into())
         }

@@ -7,6 +7,7 @@
 mod accounts;
 mod api_keys;
 mod catalog;
+mod graph;
 mod identity;
 mod mail;
 mod mfa;
@@ -25,6 +26,11 @@ pub use accounts::{
 };
 pub use api_keys::{API_KEY_INDEX, API_KEYS, ApiKey, CreatedApiKey, NewApiKey, SCOPES};
 pub use catalog::{Catalog, ServiceError};
+pub use graph::{
+    CREDENTIAL_PREFIX, CredentialView, Graph, GraphError, GraphState, IAM, IdentityUpdate,
+    IssuedCredential, Limits, LinkInput, NewAgent, NewCredential, NewProvider, NewServiceAccount,
+    Reached, Walk, edge_id, identity_uid, user_dependents, walk,
+};
 pub use identity::{
     Bearer, BearerCaller, IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution,
     principal_of,
@@ -65,6 +71,7 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     SIGNING_KEYS,
     RBAC,
     RBAC_BACKUPS,
+    IAM,
 ];
 
 /// Namespaces `/storage/{namespace}` does not even read: private keys,

@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::catalog::{Catalog, ServiceError};
+use super::graph::{GraphState, IAM, Limits, Walk, walk};
 use super::tokens::now;
 use crate::authz::{
     AuthzError, ROLE_TYPE, UidInput, grant_policy, grant_policy_id, parse_uid, role_uid, user_uid,
 };
 use crate::backends::{Expect, Op, Store, StoreError, scan_all};
-use crate::domain::{Assignment, Effect, Grant, Role};
+use crate::domain::{Assignment, EdgeKind, Effect, Grant, Role};
 
 /// The store namespace of grants, roles and assignments.
 pub const RBAC: &str = "rbac";
@@ -92,6 +93,9 @@ pub struct RbacState {
     pub roles: BTreeMap<String, Role>,
     /// By principal uid text.
     pub assignments: BTreeMap<String, Assignment>,
+    /// The identity graph (namespace `iam`): its entities join the same
+    /// overlay, and its changes go through the same versioned writes.
+    pub graph: GraphState,
 }
 
 impl RbacState {
@@ -99,14 +103,25 @@ impl RbacState {
         Ok(Self::load_versioned(store).await?.0)
     }
 
-    /// The stored state, with the version of each of its keys.
+    /// The stored state, with the version of each of its keys (by
+    /// `<namespace>/<key>`).
     pub async fn load_versioned(
         store: &dyn Store,
     ) -> Result<(RbacState, HashMap<String, u64>), ServiceError> {
         let mut state = RbacState::default();
         let mut versions = HashMap::new();
+        for (key, value) in scan_all(store, IAM).await? {
+            versions.insert(format!("{IAM}/{key}"), value.version);
+            state
+                .graph
+                .absorb(&key, &value.value)
+                .map_err(|e| ServiceError::Corrupt {
+                    what: format!("{IAM}/{key}"),
+                    message: e.to_string(),
+                })?;
+        }
         for (key, value) in scan_all(store, RBAC).await? {
-            versions.insert(key.clone(), value.version);
+            versions.insert(format!("{RBAC}/{key}"), value.version);
             let corrupt = |e: serde_json::Error| ServiceError::Corrupt {
                 what: format!("{RBAC}/{key}"),
                 message: e.to_string(),
@@ -134,9 +149,31 @@ impl RbacState {
             .collect()
     }
 
-    /// The entity overlay of the roles and assignments.
+    /// The entity overlay: the graph's entities, and the roles and
+    /// assignments (an identity in both gets the parents of both).
     pub fn overlay(&self) -> BTreeMap<String, serde_json::Value> {
-        crate::authz::overlay(self.roles.values(), self.assignments.values())
+        let mut out = self.graph.overlay();
+        for (key, doc) in crate::authz::overlay(self.roles.values(), self.assignments.values()) {
+            match out.get_mut(&key) {
+                Some(existing) => {
+                    let extra = doc["parents"].as_array().cloned().unwrap_or_default();
+                    if let Some(parents) = existing["parents"].as_array_mut() {
+                        parents.extend(extra);
+                    }
+                }
+                None => {
+                    out.insert(key, doc);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether both give the same overlay.
+    pub fn same_entities(&self, other: &RbacState) -> bool {
+        self.roles == other.roles
+            && self.assignments == other.assignments
+            && self.graph.same_entities(&other.graph)
     }
 
     /// Whether `role` reaches `target` through parents (or is it).
@@ -674,59 +711,63 @@ impl Rbac<'_> {
             .await
     }
 
-    /// Drops every role of `principal` (its identity is gone).
+    /// Drops every role and every graph link of `principal` (its identity
+    /// is gone).
     pub async fn forget(&self, principal: &EntityUid) -> Result<(), RbacError> {
         let key = principal.to_string();
         self.catalog
             .change_rbac(|current| {
                 let mut next = current.clone();
-                let ops = match next.assignments.remove(&key) {
+                let mut ops = match next.assignments.remove(&key) {
                     Some(_) => vec![delete(format!("{ASSIGN}{key}"))],
                     None => Vec::new(),
                 };
+                ops.extend(next.graph.drop_edges_of(&key));
                 Ok((next, ops, ()))
             })
             .await
     }
 
     /// Everything `principal` is in, each with the shortest path to it,
-    /// through the stored and RBAC parents and through `identity` (the
-    /// principal's own entities: a directory user's groups, a local
-    /// account's admin role).
-    fn reachable(
-        &self,
-        principal: &EntityUid,
-        identity: &[Entity],
-    ) -> Vec<(EntityUid, Vec<String>)> {
+    /// through the stored, RBAC and graph parents and through `identity`
+    /// (the principal's own entities: a directory user's groups, a local
+    /// account's admin role), within `limits`.
+    pub fn memberships(&self, principal: &EntityUid, identity: &[Entity], limits: Limits) -> Walk {
         let entities = self.catalog.engine().entities();
-        let identity_parents: HashMap<EntityUid, Vec<EntityUid>> = identity
+        let identity_parents: HashMap<String, Vec<EntityUid>> = identity
             .iter()
             .map(|e| {
                 let (uid, _, parents) = e.clone().into_inner();
                 let mut parents: Vec<EntityUid> = parents.into_iter().collect();
                 parents.sort_by_key(ToString::to_string);
-                (uid, parents)
+                (uid.to_string(), parents)
             })
             .collect();
-        let mut seen: HashSet<EntityUid> = HashSet::from([principal.clone()]);
-        let mut queue = VecDeque::from([(principal.clone(), vec![principal.to_string()])]);
-        let mut out = Vec::new();
-        while let Some((uid, path)) = queue.pop_front() {
-            let parents = entities
-                .direct_parents(&uid)
+        walk(&principal.to_string(), limits, |at| {
+            let uid: Option<EntityUid> = at.parse().ok();
+            uid.map(|uid| entities.direct_parents(&uid))
+                .unwrap_or_default()
                 .into_iter()
-                .chain(identity_parents.get(&uid).into_iter().flatten().cloned());
-            for parent in parents {
-                if !seen.insert(parent.clone()) {
-                    continue;
-                }
-                let mut next = path.clone();
-                next.push(parent.to_string());
-                out.push((parent.clone(), next.clone()));
-                queue.push_back((parent, next));
-            }
-        }
-        out
+                .chain(identity_parents.get(at).into_iter().flatten().cloned())
+                .map(|parent| (EdgeKind::MemberOf, parent.to_string()))
+                .collect::<Vec<_>>()
+        })
+    }
+
+    fn reachable(
+        &self,
+        principal: &EntityUid,
+        identity: &[Entity],
+    ) -> Vec<(EntityUid, Vec<String>)> {
+        let unbounded = Limits {
+            depth: usize::MAX,
+            results: usize::MAX,
+        };
+        self.memberships(principal, identity, unbounded)
+            .reached
+            .into_iter()
+            .filter_map(|r| Some((r.id.parse().ok()?, r.path)))
+            .collect()
     }
 
     /// Every role `principal` has, directly, through child roles, through
@@ -772,7 +813,11 @@ impl Rbac<'_> {
         self.catalog
             .change_rbac(|current| {
                 let ops = vec![backup_op(&id, current), Op::Clear { ns: RBAC.into() }];
-                Ok((RbacState::default(), ops, (id.clone(), current.clone())))
+                let next = RbacState {
+                    graph: current.graph.clone(),
+                    ..RbacState::default()
+                };
+                Ok((next, ops, (id.clone(), current.clone())))
             })
             .await
     }
@@ -816,7 +861,10 @@ impl Rbac<'_> {
         let before = super::tokens::random_id();
         self.catalog
             .change_rbac(|current| {
-                let mut next = RbacState::default();
+                let mut next = RbacState {
+                    graph: current.graph.clone(),
+                    ..RbacState::default()
+                };
                 let mut ops = vec![backup_op(&before, current), Op::Clear { ns: RBAC.into() }];
                 for grant in &backup.grants {
                     ops.push(put(format!("{GRANT}{}", grant.id), grant));

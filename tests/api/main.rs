@@ -13,6 +13,7 @@ mod decisions;
 mod entities_schema;
 mod ext_authz;
 mod helpers;
+mod iam;
 mod ldap;
 mod mfa;
 mod oidc;
