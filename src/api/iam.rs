@@ -437,8 +437,15 @@ pub(crate) async fn release_user(
     cascade: bool,
 ) -> Result<(), ApiError> {
     let uid = crate::authz::user_uid(id);
-    let dependents =
-        crate::services::user_dependents(&state.catalog.rbac(), &uid, Limits::from(&state.iam));
+    let dependents: Vec<String> = crate::services::dependents(
+        &state.catalog.rbac(),
+        &uid.to_string(),
+        Limits::from(&state.iam),
+    )
+    .reached
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
     let owned: Vec<EntityUid> = dependents
         .iter()
         .filter_map(|d| d.parse::<EntityUid>().ok())

@@ -11,9 +11,10 @@
 //! rotation with a grace period) and bounded traversals. Must not: know
 //! HTTP.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use cedar_policy::EntityUid;
+use cedar_policy::{Entity, EntityUid};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -23,8 +24,8 @@ use super::catalog::{Catalog, ServiceError};
 use super::rbac::{RBAC, RbacState};
 use super::tokens::{digest, hex, now, random_id, random_token};
 use crate::authz::{
-    AGENT_TYPE, GROUP_TYPE, PROVIDER_TYPE, ROLE_TYPE, SERVICE_ACCOUNT_TYPE, USER_TYPE, UidInput,
-    entity_key, parse_uid, portcullis_uid,
+    AGENT_TYPE, EntitySnapshot, GROUP_TYPE, PROVIDER_TYPE, ROLE_TYPE, SERVICE_ACCOUNT_TYPE,
+    USER_TYPE, UidInput, entity_key, parse_uid, portcullis_uid,
 };
 use crate::backends::{Expect, Op};
 use crate::config::IamConfig;
@@ -221,26 +222,30 @@ impl GraphState {
             .collect()
     }
 
-    /// Who points at whom, both ways, for traversals and cycle checks.
-    /// Owners of service accounts and agents count as `owned-by` edges.
-    pub fn adjacency(&self) -> Adjacency {
+    /// The owned-by edges the owners of service accounts and agents make:
+    /// `(identity uid text, owner uid text)`.
+    pub fn owner_edges(&self) -> Vec<(String, &str)> {
+        let accounts = self
+            .service_accounts
+            .values()
+            .map(|sa| (uid_text(SERVICE_ACCOUNT_TYPE, &sa.id), sa.owner.as_str()));
+        let agents = self
+            .agents
+            .values()
+            .map(|a| (uid_text(AGENT_TYPE, &a.id), a.owner.as_str()));
+        accounts.chain(agents).collect()
+    }
+
+    /// Who points at whom, both ways, for traversals and cycle checks: the
+    /// edges, and `owners` (see [`Self::owner_edges`]) as owned-by edges.
+    /// It borrows its names, so building it allocates no strings.
+    pub fn adjacency<'a>(&'a self, owners: &'a [(String, &'a str)]) -> Adjacency<'a> {
         let mut adjacency = Adjacency::default();
         for edge in self.edges.values() {
             adjacency.add(&edge.from, edge.kind, &edge.to);
         }
-        for sa in self.service_accounts.values() {
-            adjacency.add(
-                &portcullis_uid(SERVICE_ACCOUNT_TYPE, &sa.id).to_string(),
-                EdgeKind::OwnedBy,
-                &sa.owner,
-            );
-        }
-        for agent in self.agents.values() {
-            adjacency.add(
-                &portcullis_uid(AGENT_TYPE, &agent.id).to_string(),
-                EdgeKind::OwnedBy,
-                &agent.owner,
-            );
+        for (identity, owner) in owners {
+            adjacency.add(identity, EdgeKind::OwnedBy, owner);
         }
         adjacency
     }
@@ -310,32 +315,33 @@ impl GraphState {
     }
 }
 
+/// The uid text of a service account, agent or provider: their ids (see
+/// [`check_id`]) need no escaping, so this is what Cedar prints, without
+/// building a uid.
+fn uid_text(type_name: &str, id: &str) -> String {
+    format!("{type_name}::\"{id}\"")
+}
+
 fn reference(uid: &EntityUid) -> Value {
     json!({"type": uid.type_name().to_string(), "id": uid.id().unescaped()})
 }
 
 /// Edges by endpoint, both ways.
 #[derive(Debug, Default)]
-pub struct Adjacency {
-    out: HashMap<String, Vec<(EdgeKind, String)>>,
-    inward: HashMap<String, Vec<(EdgeKind, String)>>,
+pub struct Adjacency<'a> {
+    out: HashMap<&'a str, Vec<(EdgeKind, &'a str)>>,
+    inward: HashMap<&'a str, Vec<(EdgeKind, &'a str)>>,
 }
 
-impl Adjacency {
-    pub fn add(&mut self, from: &str, kind: EdgeKind, to: &str) {
-        self.out
-            .entry(from.to_owned())
-            .or_default()
-            .push((kind, to.to_owned()));
-        self.inward
-            .entry(to.to_owned())
-            .or_default()
-            .push((kind, from.to_owned()));
+impl<'a> Adjacency<'a> {
+    pub fn add(&mut self, from: &'a str, kind: EdgeKind, to: &'a str) {
+        self.out.entry(from).or_default().push((kind, to));
+        self.inward.entry(to).or_default().push((kind, from));
     }
 
     /// Who is affected when `uid` is disabled or removed, one step away:
     /// its members, what it owns, and whom it delegates to.
-    pub fn dependents_of(&self, uid: &str) -> impl Iterator<Item = (EdgeKind, &str)> {
+    pub fn dependents_of(&self, uid: &str) -> impl Iterator<Item = (EdgeKind, &'a str)> + '_ {
         let inward = self
             .inward
             .get(uid)
@@ -348,19 +354,17 @@ impl Adjacency {
             .into_iter()
             .flatten()
             .filter(|(kind, _)| *kind == EdgeKind::DelegatesTo);
-        inward
-            .chain(delegated)
-            .map(|(kind, other)| (*kind, other.as_str()))
+        inward.chain(delegated).copied()
     }
 
     /// Where `kind` edges lead from `uid`.
-    pub fn following(&self, uid: &str, kind: EdgeKind) -> impl Iterator<Item = &str> {
+    pub fn following(&self, uid: &str, kind: EdgeKind) -> impl Iterator<Item = &'a str> + '_ {
         self.out
             .get(uid)
             .into_iter()
             .flatten()
             .filter(move |(k, _)| *k == kind)
-            .map(|(_, to)| to.as_str())
+            .map(|(_, to)| *to)
     }
 }
 
@@ -402,10 +406,11 @@ pub struct Walk {
 /// Breadth-first from `start` through `next` (each identity's neighbours
 /// and the edge kind to each), every identity once, with the shortest
 /// path to it, within `limits`.
-pub fn walk<F, I>(start: &str, limits: Limits, mut next: F) -> Walk
+pub fn walk<F, I, S>(start: &str, limits: Limits, mut next: F) -> Walk
 where
     F: FnMut(&str) -> I,
-    I: IntoIterator<Item = (EdgeKind, String)>,
+    I: IntoIterator<Item = (EdgeKind, S)>,
+    S: AsRef<str>,
 {
     // (id, index of the node it was reached from, via, depth)
     let mut nodes: Vec<(String, Option<usize>, EdgeKind, usize)> =
@@ -416,7 +421,8 @@ where
     'walk: while let Some(at) = queue.pop_front() {
         let (id, depth) = (nodes[at].0.clone(), nodes[at].3);
         for (kind, neighbour) in next(&id) {
-            if seen.contains(&neighbour) {
+            let neighbour = neighbour.as_ref();
+            if seen.contains(neighbour) {
                 continue;
             }
             if depth + 1 > limits.depth || nodes.len() > limits.results {
@@ -426,8 +432,8 @@ where
                 }
                 continue;
             }
-            seen.insert(neighbour.clone());
-            nodes.push((neighbour, Some(at), kind, depth + 1));
+            seen.insert(neighbour.to_owned());
+            nodes.push((neighbour.to_owned(), Some(at), kind, depth + 1));
             queue.push_back(nodes.len() - 1);
         }
     }
@@ -971,14 +977,7 @@ impl Graph<'_> {
 
     /// Every identity that depends on `uid`, transitively, with the path.
     pub fn dependents(&self, uid: &EntityUid) -> Walk {
-        let state = self.state();
-        let adjacency = state.graph.adjacency();
-        dependents_walk(
-            &state,
-            &adjacency,
-            &uid.to_string(),
-            Limits::from(self.config),
-        )
+        dependents(&self.state(), &uid.to_string(), Limits::from(self.config))
     }
 
     /// Adds an edge. Member-of puts a user, service account, agent or
@@ -1038,7 +1037,8 @@ impl Graph<'_> {
                     )));
                 }
                 // A cycle: `to` already reaches `from` by edges of this kind.
-                let adjacency = current.graph.adjacency();
+                let owners = current.graph.owner_edges();
+                let adjacency = current.graph.adjacency(&owners);
                 let limits = Limits {
                     depth: usize::MAX,
                     results: usize::MAX,
@@ -1046,7 +1046,7 @@ impl Graph<'_> {
                 let back = walk(&to_text, limits, |at| {
                     adjacency
                         .following(at, input.kind)
-                        .map(|n| (input.kind, n.to_owned()))
+                        .map(|n| (input.kind, n))
                         .collect::<Vec<_>>()
                 });
                 if let Some(found) = back.reached.iter().find(|r| r.id == from_text) {
@@ -1260,19 +1260,21 @@ fn is_graph_record(uid: &EntityUid) -> bool {
 /// Dependents of `start`: its members, what it owns, whom it delegates to,
 /// agents using it (a provider), and, for a role, who holds it and its
 /// child roles.
-fn dependents_walk(state: &RbacState, adjacency: &Adjacency, start: &str, limits: Limits) -> Walk {
-    let providers: HashMap<String, Vec<String>> =
-        state
-            .graph
-            .agents
-            .values()
-            .fold(HashMap::new(), |mut map, agent| {
-                map.entry(portcullis_uid(PROVIDER_TYPE, &agent.provider).to_string())
-                    .or_default()
-                    .push(portcullis_uid(AGENT_TYPE, &agent.id).to_string());
-                map
-            });
-    let role_holders = |uid: &str| -> Vec<(EdgeKind, String)> {
+fn dependents_walk(state: &RbacState, start: &str, limits: Limits) -> Walk {
+    let owners = state.graph.owner_edges();
+    let adjacency = state.graph.adjacency(&owners);
+    let mut providers: HashMap<String, Vec<String>> = HashMap::new();
+    for agent in state.graph.agents.values() {
+        providers
+            .entry(uid_text(PROVIDER_TYPE, &agent.provider))
+            .or_default()
+            .push(uid_text(AGENT_TYPE, &agent.id));
+    }
+    let role_holders = |uid: &str| -> Vec<(EdgeKind, Cow<'_, str>)> {
+        // Parsing a uid is dear; only roles have holders.
+        if !uid.starts_with(ROLE_TYPE) {
+            return Vec::new();
+        }
         let Some(role) = uid
             .parse::<EntityUid>()
             .ok()
@@ -1285,26 +1287,28 @@ fn dependents_walk(state: &RbacState, adjacency: &Adjacency, start: &str, limits
             .assignments
             .values()
             .filter(|a| a.roles.contains(&role))
-            .map(|a| (EdgeKind::MemberOf, a.principal.clone()));
+            .map(|a| (EdgeKind::MemberOf, Cow::Borrowed(a.principal.as_str())));
         let children = state
             .roles
             .values()
             .filter(|r| r.parents.contains(&role))
             .map(|r| {
-                (
-                    EdgeKind::MemberOf,
-                    crate::authz::role_uid(&r.id).to_string(),
-                )
+                let child = crate::authz::role_uid(&r.id).to_string();
+                (EdgeKind::MemberOf, Cow::Owned(child))
             });
         holders.chain(children).collect()
     };
     walk(start, limits, |at| {
-        let mut out: Vec<(EdgeKind, String)> = adjacency
+        let mut out: Vec<(EdgeKind, Cow<'_, str>)> = adjacency
             .dependents_of(at)
-            .map(|(kind, other)| (kind, other.to_owned()))
+            .map(|(kind, other)| (kind, Cow::Borrowed(other)))
             .collect();
         if let Some(agents) = providers.get(at) {
-            out.extend(agents.iter().map(|a| (EdgeKind::OwnedBy, a.clone())));
+            out.extend(
+                agents
+                    .iter()
+                    .map(|a| (EdgeKind::OwnedBy, Cow::Borrowed(a.as_str()))),
+            );
         }
         out.extend(role_holders(at));
         out
@@ -1319,12 +1323,11 @@ fn remove_identity(
     cascade: bool,
 ) -> Result<Removal, GraphError> {
     let text = uid.to_string();
-    let adjacency = next.graph.adjacency();
     let limits = Limits {
         depth: usize::MAX,
         results: usize::MAX,
     };
-    let dependents: Vec<String> = dependents_walk(next, &adjacency, &text, limits)
+    let dependents: Vec<String> = dependents_walk(next, &text, limits)
         .reached
         .into_iter()
         .map(|r| r.id)
@@ -1387,42 +1390,80 @@ fn remove_identity(
     Ok(removal)
 }
 
-/// The dependents of a user about to be deleted (service accounts and
-/// agents it owns, agents it delegates to, transitively).
-pub fn user_dependents(state: &RbacState, user: &EntityUid, limits: Limits) -> Vec<String> {
-    let adjacency = state.graph.adjacency();
-    dependents_walk(state, &adjacency, &user.to_string(), limits)
-        .reached
-        .into_iter()
-        .map(|r| r.id)
-        .collect()
+/// Every identity that depends on `uid` in `state`, transitively, with
+/// the path to each, within `limits`: its members, what it owns, whom it
+/// delegates to, agents using it (a provider), and, for a role, who holds
+/// it and its child roles.
+pub fn dependents(state: &RbacState, uid: &str, limits: Limits) -> Walk {
+    dependents_walk(state, uid, limits)
+}
+
+/// Everything `principal` is in, with the shortest path to each, within
+/// `limits`: through the parents of `entities` (stored, RBAC and graph)
+/// and of `identity` (the principal's own entities: a directory user's
+/// groups, a local account's admin role).
+pub fn memberships(
+    entities: &EntitySnapshot,
+    principal: &EntityUid,
+    identity: &[Entity],
+    limits: Limits,
+) -> Walk {
+    let identity_parents: HashMap<String, Vec<EntityUid>> = identity
+        .iter()
+        .map(|e| {
+            let (uid, _, parents) = e.clone().into_inner();
+            let mut parents: Vec<EntityUid> = parents.into_iter().collect();
+            parents.sort_by_key(ToString::to_string);
+            (uid.to_string(), parents)
+        })
+        .collect();
+    walk(&principal.to_string(), limits, |at| {
+        let uid: Option<EntityUid> = at.parse().ok();
+        uid.map(|uid| entities.direct_parents(&uid))
+            .unwrap_or_default()
+            .into_iter()
+            .chain(identity_parents.get(at).into_iter().flatten().cloned())
+            .map(|parent| (EdgeKind::MemberOf, parent.to_string()))
+            .collect::<Vec<_>>()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chain(n: usize) -> Adjacency {
-        let mut adjacency = Adjacency::default();
-        for i in 0..n {
-            adjacency.add(&format!("g{i}"), EdgeKind::MemberOf, &format!("g{}", i + 1));
+    /// `g0` in `g1` … in `g<n>`, plus `extra` edges, as member-of edges.
+    fn chain(n: usize, extra: &[(&str, &str)]) -> GraphState {
+        let mut state = GraphState::default();
+        let links = (0..n)
+            .map(|i| (format!("g{i}"), format!("g{}", i + 1)))
+            .chain(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
+        for (from, to) in links {
+            let id = edge_id(&from, EdgeKind::MemberOf, &to);
+            let edge = Edge {
+                from,
+                kind: EdgeKind::MemberOf,
+                to,
+                created_at: 0,
+            };
+            state.edges.insert(id, edge);
         }
-        adjacency
+        state
     }
 
-    fn up(adjacency: &Adjacency) -> impl FnMut(&str) -> Vec<(EdgeKind, String)> + '_ {
+    fn up<'a>(adjacency: &'a Adjacency<'a>) -> impl FnMut(&str) -> Vec<(EdgeKind, &'a str)> + 'a {
         |at| {
             adjacency
                 .following(at, EdgeKind::MemberOf)
-                .map(|n| (EdgeKind::MemberOf, n.to_owned()))
+                .map(|n| (EdgeKind::MemberOf, n))
                 .collect()
         }
     }
 
     #[test]
     fn walks_give_the_shortest_path_to_each_identity() {
-        let mut adjacency = chain(3);
-        adjacency.add("g0", EdgeKind::MemberOf, "g3");
+        let state = chain(3, &[("g0", "g3")]);
+        let adjacency = state.adjacency(&[]);
         let limits = Limits {
             depth: 10,
             results: 10,
@@ -1437,7 +1478,8 @@ mod tests {
 
     #[test]
     fn walks_stop_at_their_depth_and_count_limits() {
-        let adjacency = chain(50);
+        let state = chain(50, &[]);
+        let adjacency = state.adjacency(&[]);
         let deep = walk(
             "g0",
             Limits {

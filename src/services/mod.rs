@@ -29,7 +29,7 @@ pub use catalog::{Catalog, ServiceError};
 pub use graph::{
     CREDENTIAL_PREFIX, CredentialView, Graph, GraphError, GraphState, IAM, IdentityUpdate,
     IssuedCredential, Limits, LinkInput, NewAgent, NewCredential, NewProvider, NewServiceAccount,
-    Reached, Walk, edge_id, identity_uid, user_dependents, walk,
+    Reached, Walk, dependents, edge_id, identity_uid, memberships, walk,
 };
 pub use identity::{
     Bearer, BearerCaller, IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution,

@@ -16,13 +16,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::catalog::{Catalog, ServiceError};
-use super::graph::{GraphState, IAM, Limits, Walk, walk};
+use super::graph::{GraphState, IAM, Limits, Walk};
 use super::tokens::now;
 use crate::authz::{
     AuthzError, ROLE_TYPE, UidInput, grant_policy, grant_policy_id, parse_uid, role_uid, user_uid,
 };
 use crate::backends::{Expect, Op, Store, StoreError, scan_all};
-use crate::domain::{Assignment, EdgeKind, Effect, Grant, Role};
+use crate::domain::{Assignment, Effect, Grant, Role};
 
 /// The store namespace of grants, roles and assignments.
 pub const RBAC: &str = "rbac";
@@ -733,25 +733,12 @@ impl Rbac<'_> {
     /// (the principal's own entities: a directory user's groups, a local
     /// account's admin role), within `limits`.
     pub fn memberships(&self, principal: &EntityUid, identity: &[Entity], limits: Limits) -> Walk {
-        let entities = self.catalog.engine().entities();
-        let identity_parents: HashMap<String, Vec<EntityUid>> = identity
-            .iter()
-            .map(|e| {
-                let (uid, _, parents) = e.clone().into_inner();
-                let mut parents: Vec<EntityUid> = parents.into_iter().collect();
-                parents.sort_by_key(ToString::to_string);
-                (uid.to_string(), parents)
-            })
-            .collect();
-        walk(&principal.to_string(), limits, |at| {
-            let uid: Option<EntityUid> = at.parse().ok();
-            uid.map(|uid| entities.direct_parents(&uid))
-                .unwrap_or_default()
-                .into_iter()
-                .chain(identity_parents.get(at).into_iter().flatten().cloned())
-                .map(|parent| (EdgeKind::MemberOf, parent.to_string()))
-                .collect::<Vec<_>>()
-        })
+        super::graph::memberships(
+            &self.catalog.engine().entities(),
+            principal,
+            identity,
+            limits,
+        )
     }
 
     fn reachable(
