@@ -320,3 +320,60 @@ async fn concurrent_rbac_writes_on_two_processes_lose_no_acknowledged_one() {
     drop(servers);
     drop_schema(&schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_graph_changes_on_one_process_decide_on_the_other() {
+    let (schema, client, first, second) = two_servers();
+    let admin = |server: &Server, method: reqwest::Method, path: &str, body: Value| {
+        client
+            .request(method, format!("{}{path}", server.base))
+            .bearer_auth(BUS_ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let seeded = client
+        .put(format!("{}/v1/entities", first.base))
+        .json(&sample_entities())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seeded.status(), StatusCode::OK);
+    let ci = r#"Portcullis::ServiceAccount::"ci""#;
+    second.eventually_for(&client, ci, "Deny").await;
+
+    let post = reqwest::Method::POST;
+    let created = admin(
+        &first,
+        post.clone(),
+        "/iam/service-accounts",
+        json!({"id": "ci", "name": "CI", "owner": "alice"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let linked = admin(
+        &first,
+        post,
+        "/iam/graph/link",
+        json!({"from": ci, "kind": "member-of", "to": r#"Portcullis::Group::"editors""#}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(linked.status(), StatusCode::CREATED);
+    second.eventually_for(&client, ci, "Allow").await;
+
+    // Disabled through the second: the first denies it.
+    let disabled = admin(
+        &second,
+        reqwest::Method::PATCH,
+        "/iam/service-accounts/ci",
+        json!({"disabled": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(disabled.status(), StatusCode::OK);
+    first.eventually_for(&client, ci, "Deny").await;
+
+    drop((first, second));
+    drop_schema(&schema).await;
+}

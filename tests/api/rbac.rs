@@ -482,6 +482,13 @@ async fn rbac_check_and_is_authorized_agree_with_a_model_on_a_thousand_random_re
     let mut parent: HashMap<String, String> = HashMap::new();
     let mut entities = Vec::new();
     let owner = json!({"__entity": {"type": "Portcullis::User", "id": "nobody"}});
+    // Stored users, so graph links may name them.
+    for u in 0..USERS {
+        entities.push(
+            json!({"uid": {"type": "Portcullis::User", "id": format!("u{u}")},
+            "attrs": {}, "parents": []}),
+        );
+    }
     for f in 0..FOLDERS {
         let uid = format!("Docs::Folder::\"f{f}\"");
         let parents = if f == 0 {
@@ -542,6 +549,39 @@ async fn rbac_check_and_is_authorized_agree_with_a_model_on_a_thousand_random_re
             }
         }
     }
+    // The identity graph: groups that are members of roles, and users that
+    // are members of groups (entity parents through `/iam/graph/link`).
+    const GROUPS: usize = 6;
+    let mut group_roles: Vec<usize> = Vec::new();
+    for g in 0..GROUPS {
+        let role = rng.below(ROLES);
+        let (status, body) = app
+            .admin(
+                Method::POST,
+                "/iam/graph/link",
+                Some(json!({"from": format!("Portcullis::Group::\"team{g}\""),
+                    "kind": "member-of", "to": format!("Portcullis::Role::\"r{role}\"")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        group_roles.push(role);
+    }
+    let mut teams: Vec<Option<usize>> = vec![None; USERS];
+    for (u, team) in teams.iter_mut().enumerate() {
+        if rng.below(2) == 0 {
+            let g = rng.below(GROUPS);
+            let (status, body) = app
+                .admin(
+                    Method::POST,
+                    "/iam/graph/link",
+                    Some(json!({"from": format!("Portcullis::User::\"u{u}\""),
+                        "kind": "member-of", "to": format!("Portcullis::Group::\"team{g}\"")})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            *team = Some(g);
+        }
+    }
     // Grants: (role, object, action, allow?).
     let mut grants: Vec<(usize, String, String, bool)> = Vec::new();
     for _ in 0..40 {
@@ -579,11 +619,13 @@ async fn rbac_check_and_is_authorized_agree_with_a_model_on_a_thousand_random_re
         .collect();
     assert_eq!(policy_ids.len(), grants.len());
 
-    // The model: a user's roles are its assigned roles and their ancestors;
-    // a grant covers its object and everything under it; a deny wins.
+    // The model: a user's roles are its assigned roles, its team's role,
+    // and their ancestors; a grant covers its object and everything under
+    // it; a deny wins.
     let closure = |u: usize| {
         let mut seen = BTreeSet::new();
         let mut stack: Vec<usize> = assigned[u].iter().copied().collect();
+        stack.extend(teams[u].map(|g| group_roles[g]));
         while let Some(r) = stack.pop() {
             if seen.insert(r) {
                 stack.extend(&role_parents[r]);
