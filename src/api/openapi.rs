@@ -327,10 +327,120 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
                 ),
             ),
         ),
+        ("get", "/iam/service-accounts") => (None, ("200", Some(list_of("service_accounts", "ServiceAccount")))),
+        ("get", "/iam/ai-agents") => (None, ("200", Some(list_of("agents", "Agent")))),
+        ("get", "/iam/ai-providers") => (None, ("200", Some(list_of("providers", "AiProvider")))),
+        ("post", "/iam/service-accounts") => (
+            Some(schema_ref("NewServiceAccount")),
+            ("201", Some(schema_ref("ServiceAccount"))),
+        ),
+        ("post", "/iam/ai-agents") => (Some(schema_ref("NewAgent")), ("201", Some(schema_ref("Agent")))),
+        ("post", "/iam/ai-providers") => (
+            Some(schema_ref("NewProvider")),
+            ("201", Some(schema_ref("AiProvider"))),
+        ),
+        ("get", "/iam/service-accounts/{id}") => (None, ("200", Some(schema_ref("ServiceAccount")))),
+        ("patch", "/iam/service-accounts/{id}") => (
+            Some(schema_ref("IdentityUpdate")),
+            ("200", Some(schema_ref("ServiceAccount"))),
+        ),
+        ("get", "/iam/ai-agents/{id}") => (None, ("200", Some(schema_ref("Agent")))),
+        ("patch", "/iam/ai-agents/{id}") => (Some(schema_ref("IdentityUpdate")), ("200", Some(schema_ref("Agent")))),
+        ("get", "/iam/ai-providers/{id}") => (None, ("200", Some(schema_ref("AiProvider")))),
+        ("delete", "/iam/service-accounts/{id}" | "/iam/ai-agents/{id}" | "/iam/ai-providers/{id}") => (
+            None,
+            (
+                "200",
+                Some(json!({"type": "object", "properties": {"removed": {"type": "string"},
+                "dependents_removed": {"type": "array", "items": {"type": "string"}}}})),
+            ),
+        ),
+        ("get", "/iam/service-accounts/{id}/keys" | "/iam/ai-agents/{id}/keys") => (
+            None,
+            (
+                "200",
+                Some(json!({"type": "object", "properties": {"principal": {"type": "string"},
+                "keys": {"type": "array", "items": schema_ref("Credential")}}})),
+            ),
+        ),
+        ("post", "/iam/service-accounts/{id}/keys" | "/iam/ai-agents/{id}/keys") => (
+            Some(schema_ref("NewCredential")),
+            ("201", Some(schema_ref("IssuedCredential"))),
+        ),
+        ("post", path) if path.starts_with("/iam/") && path.contains("/rotate/") => {
+            (None, ("200", Some(schema_ref("IssuedCredential"))))
+        }
+        ("delete", path) if path.starts_with("/iam/") && path.contains("/keys/") => (None, ("204", None)),
+        ("post", "/iam/graph/link") => (Some(schema_ref("Link")), ("201", Some(schema_ref("Edge")))),
+        ("delete", "/iam/graph/link") => (Some(schema_ref("Link")), ("200", Some(schema_ref("Edge")))),
+        ("get", "/iam/graph/{id}/memberships") => (None, ("200", Some(walk_of("memberships")))),
+        ("get", "/iam/graph/{id}/dependents") => (None, ("200", Some(walk_of("dependents")))),
         (_, "/metrics") => (None, ("200", Some(json!({"type": "string"})))),
         (_, path) if path.starts_with("/ext_authz") => (None, ("200", None)),
         ("post" | "put" | "patch", _) => (Some(json!({})), ("200", Some(json!({})))),
         _ => (None, ("200", Some(json!({})))),
+    }
+}
+
+/// `{<field>: [<schema>]}`.
+fn list_of(field: &str, schema: &str) -> Value {
+    json!({"type": "object", "properties": {field: {"type": "array", "items": schema_ref(schema)}}})
+}
+
+/// A traversal's answer, its identities under `field`.
+fn walk_of(field: &str) -> Value {
+    json!({"type": "object", "properties": {
+        "identity": {"type": "string"},
+        field: {"type": "array", "items": schema_ref("Reached")},
+        "truncated": {"type": "boolean"},
+    }})
+}
+
+/// The schemas of the identity graph's records and requests.
+fn graph_components() -> Map<String, Value> {
+    let text = json!({"type": "string"});
+    let uid = schema_ref("Uid");
+    let kind = json!({"enum": ["member-of", "owned-by", "delegates-to"]});
+    let schemas = json!({
+        "ServiceAccount": {"type": "object", "required": ["id", "uid", "name", "owner", "disabled", "created_at"],
+            "properties": {"id": text, "uid": text, "name": text, "owner": text, "description": text,
+                "disabled": {"type": "boolean"}, "created_at": {"type": "integer"}}},
+        "NewServiceAccount": {"type": "object", "required": ["name", "owner"], "additionalProperties": false,
+            "properties": {"id": text, "name": text, "owner": uid, "description": text, "disabled": {"type": "boolean"}}},
+        "Agent": {"type": "object", "required": ["id", "uid", "name", "owner", "provider", "disabled", "created_at"],
+            "properties": {"id": text, "uid": text, "name": text, "owner": text, "provider": text, "model": text,
+                "description": text, "disabled": {"type": "boolean"}, "created_at": {"type": "integer"}}},
+        "NewAgent": {"type": "object", "required": ["name", "owner", "provider"], "additionalProperties": false,
+            "properties": {"id": text, "name": text, "owner": uid, "provider": text, "model": text,
+                "description": text, "disabled": {"type": "boolean"}}},
+        "IdentityUpdate": {"type": "object", "additionalProperties": false,
+            "properties": {"name": text, "description": text, "disabled": {"type": "boolean"}, "model": text}},
+        "AiProvider": {"type": "object", "required": ["id", "uid", "name", "kind", "models", "created_at"],
+            "properties": {"id": text, "uid": text, "name": text, "kind": text, "endpoint": text,
+                "models": {"type": "array", "items": text}, "created_at": {"type": "integer"}}},
+        "NewProvider": {"type": "object", "required": ["name", "kind"], "additionalProperties": false,
+            "properties": {"id": text, "name": text,
+                "kind": {"enum": ["openai", "anthropic", "azure-openai", "bedrock", "vertex", "mistral", "ollama", "other"]},
+                "endpoint": {"type": "string", "format": "uri"}, "models": {"type": "array", "items": text}}},
+        "Credential": {"type": "object", "required": ["id", "principal", "name", "prefix", "created_at"],
+            "properties": {"id": text, "principal": text, "name": text, "prefix": text,
+                "created_at": {"type": "integer"}, "expires_at": {"type": "integer"},
+                "rotated_at": {"type": "integer"}, "previous_valid_until": {"type": "integer"}}},
+        "NewCredential": {"type": "object", "additionalProperties": false,
+            "properties": {"name": text, "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 3650}}},
+        "IssuedCredential": {"allOf": [schema_ref("Credential"),
+            {"type": "object", "required": ["secret"], "properties": {"secret": {"type": "string", "description": "pcs_<id>_<secret>, shown only here"}}}]},
+        "Link": {"type": "object", "required": ["from", "kind", "to"], "additionalProperties": false,
+            "properties": {"from": uid, "kind": kind, "to": uid}},
+        "Edge": {"type": "object", "required": ["from", "kind", "to", "created_at"],
+            "properties": {"from": text, "kind": kind, "to": text, "created_at": {"type": "integer"}}},
+        "Reached": {"type": "object", "required": ["id", "via", "depth", "path"],
+            "properties": {"id": text, "via": kind, "depth": {"type": "integer"},
+                "path": {"type": "array", "items": text}}},
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
     }
 }
 
@@ -339,7 +449,7 @@ fn components() -> Value {
         {"type": "string", "description": "Cedar uid, e.g. Docs::Document::\"d1\""},
         {"type": "object", "required": ["type", "id"], "properties": {"type": {"type": "string"}, "id": {"type": "string"}}},
     ]});
-    json!({
+    let mut out = json!({
         "schemas": {
             "Error": {
                 "type": "object",
@@ -351,6 +461,8 @@ fn components() -> Value {
                         "code": {"type": "string"},
                         "message": {"type": "string"},
                         "diagnostics": {"type": "array", "items": {"type": "object"}},
+                        "items": {"type": "array", "items": {"type": "object"}},
+                        "dependents": {"type": "array", "items": {"type": "string"}},
                     },
                 }},
             },
@@ -489,5 +601,9 @@ fn components() -> Value {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         },
-    })
+    });
+    if let Some(schemas) = out["schemas"].as_object_mut() {
+        schemas.extend(graph_components());
+    }
+    out
 }
