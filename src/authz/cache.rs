@@ -52,6 +52,12 @@ pub(crate) struct DecisionCache {
     inner: Option<Cache<Box<[u8]>, Arc<CachedDecision>>>,
 }
 
+/// The table size a cache of `capacity` entries starts with: all of it, up
+/// to 1M entries (a few tens of MB of buckets at most).
+fn initial_capacity(capacity: u64) -> usize {
+    usize::try_from(capacity.min(1 << 20)).unwrap_or(1 << 20)
+}
+
 thread_local! {
     /// Reused per thread so a lookup allocates nothing.
     static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
@@ -62,6 +68,10 @@ impl DecisionCache {
         let inner = (settings.decision_capacity > 0).then(|| {
             Cache::builder()
                 .max_capacity(settings.decision_capacity)
+                // Sized up front: growing the table as it fills rehashes
+                // every entry on the request that crosses each size, a
+                // millisecond stall in the latency tail.
+                .initial_capacity(initial_capacity(settings.decision_capacity))
                 .time_to_live(settings.decision_ttl)
                 .build()
         });
@@ -135,6 +145,7 @@ impl SliceCache {
         let inner = (settings.entity_capacity > 0).then(|| {
             Cache::builder()
                 .max_capacity(settings.entity_capacity)
+                .initial_capacity(initial_capacity(settings.entity_capacity))
                 .time_to_live(settings.entity_ttl)
                 .build()
         });
