@@ -141,6 +141,7 @@ impl App {
             accounts,
             ext_authz: Arc::new(config.ext_authz.clone()),
             iam: config.iam.clone(),
+            recovery: config.recovery.clone(),
             decision_log: Arc::new(
                 DecisionLog::start(&config.decision_log).context("cannot open the decision log")?,
             ),

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::authz::{AuthzError, Diagnostic};
 use crate::backends::{RegistryError, StoreError};
 use crate::services::{
-    AccountError, GraphError, IdentityError, ItemError, RbacError, ServiceError,
+    AccountError, GraphError, IdentityError, ItemError, RbacError, RecoveryError, ServiceError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,8 @@ pub enum ApiError {
     Rbac(RbacError),
     #[error(transparent)]
     Graph(GraphError),
+    #[error(transparent)]
+    Recovery(RecoveryError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("internal error: {0}")]
@@ -71,6 +73,15 @@ impl From<ServiceError> for ApiError {
             ServiceError::Authz(e) => ApiError::Authz(e),
             ServiceError::Store(e) => ApiError::Store(e),
             e @ ServiceError::Corrupt { .. } => ApiError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+impl From<RecoveryError> for ApiError {
+    fn from(e: RecoveryError) -> Self {
+        match e {
+            RecoveryError::Service(e) => e.into(),
+            e => ApiError::Recovery(e),
         }
     }
 }
@@ -262,6 +273,16 @@ impl ApiError {
                 RbacError::ResetNotConfirmed => (StatusCode::BAD_REQUEST, "CONFIRMATION_REQUIRED"),
                 RbacError::BackupNotFound(_) => (StatusCode::NOT_FOUND, "BACKUP_NOT_FOUND"),
                 RbacError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            },
+            ApiError::Recovery(e) => match e {
+                RecoveryError::NotFound(_) => (StatusCode::NOT_FOUND, "BACKUP_NOT_FOUND"),
+                RecoveryError::Corrupt { .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "BACKUP_CORRUPT")
+                }
+                RecoveryError::Invalid { .. } => (StatusCode::BAD_REQUEST, "RECOVERY_INVALID"),
+                RecoveryError::Io(_) | RecoveryError::Service(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
+                }
             },
             ApiError::Graph(e) => match e {
                 GraphError::Invalid { .. } => (StatusCode::BAD_REQUEST, "IAM_INVALID"),

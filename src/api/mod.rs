@@ -31,6 +31,7 @@ mod openapi;
 mod ops;
 mod policies;
 mod rbac;
+mod recovery;
 mod schema;
 mod storage;
 mod users;
@@ -51,7 +52,7 @@ pub use error::ApiError;
 pub use grpc::ExtAuthzGrpc;
 
 use crate::backends::Registry;
-use crate::config::{ExtAuthzConfig, IamConfig, Secret};
+use crate::config::{ExtAuthzConfig, IamConfig, RecoveryConfig, Secret};
 use crate::services::{Accounts, Catalog, Identities};
 use crate::telemetry::{DecisionLog, Metrics};
 
@@ -69,6 +70,7 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub ext_authz: Arc<ExtAuthzConfig>,
     pub iam: IamConfig,
+    pub recovery: RecoveryConfig,
     pub decision_log: Arc<DecisionLog>,
 }
 
@@ -745,6 +747,24 @@ pub fn routes(ext_authz_prefix: &str) -> Vec<Route> {
             "/iam/graph/{id}/dependents",
             "Admin: who is affected if an identity is disabled or deleted",
             iam::dependents,
+        ),
+        route(
+            "POST",
+            "/iam/recovery/backup",
+            "Admin: back up every namespace of the active store",
+            recovery::backup,
+        ),
+        route(
+            "GET",
+            "/iam/recovery/backups",
+            "Admin: the backups, newest first",
+            recovery::backups,
+        ),
+        route(
+            "POST",
+            "/iam/recovery/restore/{backup_id}",
+            "Admin: replace the active store's contents with a backup (checked first, all or nothing)",
+            recovery::restore,
         ),
         route(
             "GET",

@@ -342,6 +342,12 @@ impl Registry {
         stores
     }
 
+    /// Holds every write through the registry until the guard drops, for a
+    /// consistent read of the whole store (a backup). Reads go on.
+    pub async fn hold_writes(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
+    }
+
     /// Makes `name` the active store, losing no write.
     pub async fn switch(&self, name: &str) -> Result<SwitchReport, RegistryError> {
         let _one_at_a_time = self.switching.lock().await;

@@ -73,6 +73,24 @@ pub struct Config {
     pub ext_authz: ExtAuthzConfig,
     pub decision_log: DecisionLogConfig,
     pub iam: IamConfig,
+    pub recovery: RecoveryConfig,
+}
+
+/// Backups of the active store (`/iam/recovery/...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// Where backups are written: `<id>.backup.gz` and its `<id>.json`
+    /// manifest.
+    pub dir: PathBuf,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("var/backups"),
+        }
+    }
 }
 
 /// The identity graph (service accounts, AI agents, providers, links).

@@ -107,6 +107,13 @@ impl Catalog {
         }
     }
 
+    /// Tells the other instances to read everything again (after a restore).
+    pub async fn announce_all(&self) {
+        for topic in [TOPIC_POLICIES, TOPIC_ENTITIES, TOPIC_RBAC] {
+            self.announce(topic).await;
+        }
+    }
+
     /// Applies a notice from another instance: reload what it changed.
     pub async fn apply(&self, notice: &Notice) -> Result<(), ServiceError> {
         match notice {
@@ -115,7 +122,8 @@ impl Catalog {
             Notice::Changed(_) => self.refresh_policies().await,
             Notice::Resync => {
                 self.refresh_policies().await?;
-                self.refresh_entities().await
+                self.refresh_entities().await?;
+                self.refresh_rbac().await
             }
         }
     }

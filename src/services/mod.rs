@@ -13,6 +13,7 @@ mod mail;
 mod mfa;
 mod passwords;
 mod rbac;
+mod recovery;
 mod sidecar;
 mod throttle;
 mod tokens;
@@ -43,6 +44,7 @@ pub use rbac::{
     BulkOp, GrantInput, ImplicitRole, ItemError, Permission, RBAC, RBAC_BACKUPS, Rbac, RbacError,
     RbacState, principal_uid,
 };
+pub use recovery::{Manifest, Recovery, RecoveryError, Restored};
 pub use sidecar::{CheckedRequest, Mapping, map_request};
 pub use throttle::LOGIN_FAILURES;
 pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, random_id};

@@ -54,6 +54,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.policies.dir = policy_dir.path().to_owned();
     config.registry.state_file = db.path().join("active-store");
     config.mail.outbox_dir = db.path().join("outbox");
+    config.recovery.dir = db.path().join("backups");
     // Tests reload explicitly; the watcher test turns this back on.
     config.policies.watch = false;
     adjust(&mut config);

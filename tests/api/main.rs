@@ -20,6 +20,7 @@ mod oidc;
 mod ops;
 mod policies;
 mod rbac;
+mod recovery;
 mod resilience;
 mod storage;
 mod stores;

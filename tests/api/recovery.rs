@@ -1,0 +1,259 @@
+//! Backups and restores of the active store over HTTP: a round trip brings
+//! entities, RBAC and the identity graph back and decisions follow at once;
+//! a damaged backup is refused and changes nothing; decisions made during a
+//! restore never fail.
+
+use portcullis::config::Secret;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const TOKEN: &str = "recovery-admin-token-0123456789";
+const CI: &str = r#"Portcullis::ServiceAccount::"ci""#;
+
+async fn recovery_app() -> TestApp {
+    let app = spawn_app_with(|c| c.server.admin_token = Some(Secret::new(TOKEN))).await;
+    app.seed_sample_entities().await;
+    app
+}
+
+async fn admin(app: &TestApp, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+    app.call(method, path, Auth::Bearer(TOKEN), Some(body))
+        .await
+}
+
+/// Bob may write onboarding through an RBAC grant; `ci` writes as an editor.
+async fn seed_access(app: &TestApp) {
+    for (path, body) in [
+        ("/rbac/users/bob/roles", json!({"role": "writer"})),
+        (
+            "/rbac/policies",
+            json!({"role": "writer", "object": ONBOARDING, "action": WRITE}),
+        ),
+        (
+            "/iam/service-accounts",
+            json!({"id": "ci", "name": "CI", "owner": "alice"}),
+        ),
+        (
+            "/iam/graph/link",
+            json!({"from": CI, "kind": "member-of", "to": r#"Portcullis::Group::"editors""#}),
+        ),
+    ] {
+        let (status, body) = admin(app, Method::POST, path, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_backup_restores_entities_rbac_and_the_graph_and_decisions_follow() {
+    let app = recovery_app().await;
+    seed_access(&app).await;
+    assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Allow");
+    assert_eq!(app.verdict(CI, WRITE, ONBOARDING).await, "Allow");
+
+    let (status, manifest) = admin(
+        &app,
+        Method::POST,
+        "/iam/recovery/backup",
+        json!({"label": "before the accident"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{manifest}");
+    let id = manifest["id"].as_str().unwrap().to_owned();
+    assert_eq!(manifest["checksum"].as_str().unwrap().len(), 64);
+    assert_eq!(manifest["label"], "before the accident");
+    assert_eq!(manifest["store"], "sqlite");
+    assert!(manifest["size"].as_u64().unwrap() > 0);
+    assert_eq!(manifest["namespaces"]["entities"], 9, "{manifest}");
+    assert!(
+        manifest["namespaces"]["rbac"].as_u64().unwrap() >= 3,
+        "{manifest}"
+    );
+    let file = app.config.recovery.dir.join(format!("{id}.backup.gz"));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        manifest["size"].as_u64().unwrap()
+    );
+
+    // The accident: entities, grants and the service account are gone.
+    let (status, _) = app.put_json("/v1/data", &json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin(
+        &app,
+        Method::POST,
+        "/rbac/management/reset",
+        json!({"confirm": "reset all RBAC grants and assignments"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = admin(&app, Method::DELETE, "/iam/service-accounts/ci", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Deny");
+    assert_eq!(app.verdict(CI, WRITE, ONBOARDING).await, "Deny");
+
+    let unconfirmed = admin(
+        &app,
+        Method::POST,
+        &format!("/iam/recovery/restore/{id}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(unconfirmed.0, StatusCode::BAD_REQUEST, "{}", unconfirmed.1);
+    let (status, restored) = admin(
+        &app,
+        Method::POST,
+        &format!("/iam/recovery/restore/{id}"),
+        json!({"confirm": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(restored["restored"]["id"], id.as_str());
+    assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Allow");
+    assert_eq!(app.verdict(CI, WRITE, ONBOARDING).await, "Allow");
+    let (status, _) = app
+        .call(
+            Method::GET,
+            "/iam/service-accounts/ci",
+            Auth::Bearer(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The state it replaced was backed up first, and is listed.
+    let previous = restored["previous_backup"].as_str().unwrap();
+    let (_, listed) = app
+        .call(
+            Method::GET,
+            "/iam/recovery/backups",
+            Auth::Bearer(TOKEN),
+            None,
+        )
+        .await;
+    let ids: Vec<&str> = listed["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&previous) && ids.contains(&id.as_str()),
+        "{listed}"
+    );
+    // Restoring that one puts the accident back.
+    let (status, _) = admin(
+        &app,
+        Method::POST,
+        &format!("/iam/recovery/restore/{previous}"),
+        json!({"confirm": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Deny");
+}
+
+#[tokio::test]
+async fn a_damaged_or_unknown_backup_is_refused_and_the_store_is_untouched() {
+    let app = recovery_app().await;
+    seed_access(&app).await;
+    let (_, manifest) = admin(&app, Method::POST, "/iam/recovery/backup", json!({})).await;
+    let id = manifest["id"].as_str().unwrap().to_owned();
+    // Remove the grant, so a restore would be visible.
+    let (status, _) = admin(
+        &app,
+        Method::DELETE,
+        "/rbac/policies",
+        json!({"role": "writer", "object": ONBOARDING, "action": WRITE}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let file = app.config.recovery.dir.join(format!("{id}.backup.gz"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let refused = admin(
+        &app,
+        Method::POST,
+        &format!("/iam/recovery/restore/{id}"),
+        json!({"confirm": true}),
+    )
+    .await;
+    assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "BACKUP_CORRUPT");
+    assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Deny");
+    // No automatic backup was taken for a restore that never started.
+    let (_, listed) = app
+        .call(
+            Method::GET,
+            "/iam/recovery/backups",
+            Auth::Bearer(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+
+    for unknown in ["0123-abcd", "not-hex!", "..%2F..%2Fetc"] {
+        let reply = admin(
+            &app,
+            Method::POST,
+            &format!("/iam/recovery/restore/{unknown}"),
+            json!({"confirm": true}),
+        )
+        .await;
+        assert_error(&reply, StatusCode::NOT_FOUND, "BACKUP_NOT_FOUND");
+    }
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/iam/recovery/backup",
+            Auth::None,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn decisions_made_during_a_restore_never_fail() {
+    let app = recovery_app().await;
+    seed_access(&app).await;
+    let (_, manifest) = admin(&app, Method::POST, "/iam/recovery/backup", json!({})).await;
+    let id = manifest["id"].as_str().unwrap().to_owned();
+    let (status, _) = app.put_json("/v1/data", &json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let client = app.client.clone();
+    let url = app.url("/v1/is_authorized");
+    let asking = tokio::spawn(async move {
+        let mut verdicts = Vec::new();
+        for _ in 0..300 {
+            let reply = client
+                .post(&url)
+                .json(&decision_request(ALICE, WRITE, ONBOARDING, json!({})))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status(), StatusCode::OK);
+            let body: Value = reply.json().await.unwrap();
+            verdicts.push(body["decision"].as_str().unwrap().to_owned());
+        }
+        verdicts
+    });
+    let (status, body) = admin(
+        &app,
+        Method::POST,
+        &format!("/iam/recovery/restore/{id}"),
+        json!({"confirm": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let verdicts = asking.await.unwrap();
+    // Once the restored state serves, it keeps serving.
+    let first_allow = verdicts.iter().position(|v| v == "Allow");
+    if let Some(at) = first_allow {
+        assert!(verdicts[at..].iter().all(|v| v == "Allow"), "{verdicts:?}");
+    }
+    assert_eq!(app.verdict(ALICE, WRITE, ONBOARDING).await, "Allow");
+}
