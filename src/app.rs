@@ -142,6 +142,11 @@ impl App {
             ext_authz: Arc::new(config.ext_authz.clone()),
             iam: config.iam.clone(),
             recovery: config.recovery.clone(),
+            recovery_key: config
+                .recovery
+                .key_bytes()?
+                .and_then(|bytes| crate::services::SealKey::new(&bytes))
+                .map(Arc::new),
             decision_log: Arc::new(
                 DecisionLog::start(&config.decision_log).context("cannot open the decision log")?,
             ),

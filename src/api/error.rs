@@ -280,6 +280,9 @@ impl ApiError {
                     (StatusCode::UNPROCESSABLE_ENTITY, "BACKUP_CORRUPT")
                 }
                 RecoveryError::Invalid { .. } => (StatusCode::BAD_REQUEST, "RECOVERY_INVALID"),
+                RecoveryError::KeyRequired(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "BACKUP_KEY_REQUIRED")
+                }
                 RecoveryError::Io(_) | RecoveryError::Service(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
                 }

@@ -71,6 +71,8 @@ pub struct AppState {
     pub ext_authz: Arc<ExtAuthzConfig>,
     pub iam: IamConfig,
     pub recovery: RecoveryConfig,
+    /// From `recovery.key`: seals backups.
+    pub recovery_key: Option<Arc<crate::services::SealKey>>,
     pub decision_log: Arc<DecisionLog>,
 }
 

@@ -29,6 +29,7 @@ fn recovery(state: &AppState) -> Recovery<'_> {
         catalog: &state.catalog,
         accounts: &state.accounts,
         dir: &state.recovery.dir,
+        key: state.recovery_key.as_deref(),
     }
 }
 

@@ -83,12 +83,33 @@ pub struct RecoveryConfig {
     /// Where backups are written: `<id>.backup.gz` and its `<id>.json`
     /// manifest.
     pub dir: PathBuf,
+    /// Base64 of 32 random bytes (`openssl rand -base64 32`): backups are
+    /// then sealed with AES-256-GCM, and sealed ones can be restored.
+    pub key: Option<Secret>,
+}
+
+impl RecoveryConfig {
+    /// The raw bytes of `key`, checked to be 32 of them.
+    pub fn key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        use base64::Engine as _;
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        match base64::engine::general_purpose::STANDARD.decode(key.expose().trim()) {
+            Ok(bytes) if bytes.len() == 32 => Ok(Some(bytes)),
+            _ => Err(ConfigError::Invalid {
+                key: "recovery.key".into(),
+                message: "must be the base64 of exactly 32 bytes (openssl rand -base64 32)".into(),
+            }),
+        }
+    }
 }
 
 impl Default for RecoveryConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("var/backups"),
+            key: None,
         }
     }
 }
@@ -590,6 +611,7 @@ impl Config {
                 "must be at least 16 characters (use a random value)",
             );
         }
+        self.recovery.key_bytes()?;
         if self.iam.rotation_grace_seconds > 30 * 86_400 {
             return invalid("iam.rotation_grace_seconds", "must be at most 30 days");
         }

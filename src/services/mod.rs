@@ -14,6 +14,7 @@ mod mfa;
 mod passwords;
 mod rbac;
 mod recovery;
+mod sealed;
 mod sidecar;
 mod throttle;
 mod tokens;
@@ -45,6 +46,7 @@ pub use rbac::{
     RbacState, principal_uid,
 };
 pub use recovery::{Manifest, Recovery, RecoveryError, Restored};
+pub use sealed::SealKey;
 pub use sidecar::{CheckedRequest, Mapping, map_request};
 pub use throttle::LOGIN_FAILURES;
 pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, random_id};

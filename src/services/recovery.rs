@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::accounts::Accounts;
 use super::catalog::{Catalog, ServiceError};
+use super::sealed::{Opener, SealKey, Sealer};
 use super::tokens::{hex, now, random_id};
 use crate::backends::{Expect, Notice, Op, Registry, StoreError};
 
@@ -47,6 +48,8 @@ pub enum RecoveryError {
     Corrupt { id: String, reason: String },
     #[error("`{field}`: {message}")]
     Invalid { field: String, message: String },
+    #[error("backup `{0}` is encrypted and no `recovery.key` is configured; nothing was restored")]
+    KeyRequired(String),
     #[error("backup files could not be written or read: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -76,6 +79,9 @@ pub struct Manifest {
     /// Keys per namespace.
     pub namespaces: BTreeMap<String, usize>,
     pub format: u32,
+    /// Sealed with the configured key (AES-256-GCM).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// One stored key, as a backup line.
@@ -108,25 +114,23 @@ pub struct Recovery<'a> {
     pub catalog: &'a Catalog,
     pub accounts: &'a Accounts,
     pub dir: &'a Path,
+    /// Seals new backups and opens sealed ones; `None`: plain backups.
+    pub key: Option<&'a SealKey>,
 }
 
-/// Writes into `inner` and hashes what it writes.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+/// The size and hex SHA-256 of a file, read in 64 KiB pieces.
+fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((size, hex(&hash.finalize())));
+        }
+        hash.update(&buffer[..n]);
+        size += n as u64;
     }
 }
 
@@ -185,16 +189,46 @@ impl Recovery<'_> {
         label: Option<String>,
         created: u64,
     ) -> Result<Manifest, RecoveryError> {
-        let store = self.registry.store();
+        let started = Instant::now();
         let file = BufWriter::new(File::create(path)?);
-        let mut out = GzEncoder::new(
-            Hashing {
-                inner: file,
-                hash: Sha256::new(),
-                size: 0,
-            },
-            Compression::default(),
-        );
+        let namespaces = match self.key {
+            Some(key) => {
+                let mut out = GzEncoder::new(Sealer::new(file, key)?, Compression::default());
+                let namespaces = self.write_records(id, &mut out).await?;
+                finish_file(out.finish()?.finish()?)?;
+                namespaces
+            }
+            None => {
+                let mut out = GzEncoder::new(file, Compression::default());
+                let namespaces = self.write_records(id, &mut out).await?;
+                finish_file(out.finish()?)?;
+                namespaces
+            }
+        };
+        let (size, checksum) = file_digest(path)?;
+        let manifest = Manifest {
+            id: id.to_owned(),
+            label,
+            created,
+            store: self.registry.store().kind().to_owned(),
+            size,
+            checksum,
+            namespaces,
+            format: FORMAT_VERSION,
+            encrypted: self.key.is_some(),
+        };
+        tracing::info!(backup = %id, size = manifest.size, encrypted = manifest.encrypted, keys = manifest.namespaces.values().sum::<usize>(), duration_ms = started.elapsed().as_millis() as u64, "Backup written.");
+        Ok(manifest)
+    }
+
+    /// The header and every key of every namespace, as JSON lines, read
+    /// page by page with writes held; answers the counts per namespace.
+    async fn write_records(
+        &self,
+        id: &str,
+        out: &mut (dyn Write + Send),
+    ) -> Result<BTreeMap<String, usize>, RecoveryError> {
+        let store = self.registry.store();
         let header = Header {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
@@ -205,48 +239,31 @@ impl Recovery<'_> {
             serde_json::to_string(&header).unwrap_or_default()
         )?;
         let mut namespaces = BTreeMap::new();
-        let started = Instant::now();
-        {
-            let _writes_held = self.registry.hold_writes().await;
-            for ns in store.namespaces().await? {
-                let mut cursor: Option<String> = None;
-                let mut count = 0usize;
-                loop {
-                    let page = store.scan(&ns, "", cursor.as_deref(), PAGE).await?;
-                    for (key, item) in &page.items {
-                        let record = Record {
-                            ns: ns.clone(),
-                            key: key.clone(),
-                            value: STANDARD.encode(&item.value),
-                        };
-                        serde_json::to_writer(&mut out, &record).map_err(std::io::Error::other)?;
-                        out.write_all(b"\n")?;
-                    }
-                    count += page.items.len();
-                    match page.next {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
+        let _writes_held = self.registry.hold_writes().await;
+        for ns in store.namespaces().await? {
+            let mut cursor: Option<String> = None;
+            let mut count = 0usize;
+            loop {
+                let page = store.scan(&ns, "", cursor.as_deref(), PAGE).await?;
+                for (key, item) in &page.items {
+                    let record = Record {
+                        ns: ns.clone(),
+                        key: key.clone(),
+                        value: STANDARD.encode(&item.value),
+                    };
+                    serde_json::to_writer(&mut *out, &record).map_err(std::io::Error::other)?;
+                    out.write_all(b"\n")?;
                 }
-                tracing::info!(backup = %id, namespace = %ns, keys = count, "Namespace backed up.");
-                namespaces.insert(ns, count);
+                count += page.items.len();
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
             }
+            tracing::info!(backup = %id, namespace = %ns, keys = count, "Namespace backed up.");
+            namespaces.insert(ns, count);
         }
-        let mut hashing = out.finish()?;
-        hashing.flush()?;
-        hashing.inner.get_ref().sync_all()?;
-        let manifest = Manifest {
-            id: id.to_owned(),
-            label,
-            created,
-            store: store.kind().to_owned(),
-            size: hashing.size,
-            checksum: hex(&hashing.hash.finalize()),
-            namespaces,
-            format: FORMAT_VERSION,
-        };
-        tracing::info!(backup = %id, size = manifest.size, keys = manifest.namespaces.values().sum::<usize>(), duration_ms = started.elapsed().as_millis() as u64, "Backup written.");
-        Ok(manifest)
+        Ok(namespaces)
     }
 
     /// The backups in the directory, newest first.
@@ -330,28 +347,25 @@ impl Recovery<'_> {
             reason,
         };
         let path = self.data_path(id);
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
+        let (size, checksum) = match file_digest(&path) {
+            Ok(digest) => digest,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(corrupt("its data file is missing".into()));
             }
             Err(e) => return Err(e.into()),
         };
-        let mut hash = Sha256::new();
-        let mut size = 0u64;
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buffer[..n]);
-            size += n as u64;
-        }
-        if size != manifest.size || hex(&hash.finalize()) != manifest.checksum {
+        if size != manifest.size || checksum != manifest.checksum {
             return Err(corrupt("its SHA-256 does not match the manifest".into()));
         }
-        let reader = BufReader::new(GzDecoder::new(BufReader::new(File::open(&path)?)));
+        let file = BufReader::new(File::open(&path)?);
+        let sealed: Box<dyn Read + '_> = match (manifest.encrypted, self.key) {
+            (false, _) => Box::new(file),
+            (true, Some(key)) => {
+                Box::new(Opener::new(file, key).map_err(|e| corrupt(e.to_string()))?)
+            }
+            (true, None) => return Err(RecoveryError::KeyRequired(id.clone())),
+        };
+        let reader = BufReader::new(GzDecoder::new(sealed));
         let mut lines = reader.lines();
         let header: Header = lines
             .next()
@@ -397,6 +411,12 @@ impl Recovery<'_> {
         }
         Ok(())
     }
+}
+
+/// Flushes a finished backup file to disk.
+fn finish_file(mut file: BufWriter<File>) -> std::io::Result<()> {
+    file.flush()?;
+    file.get_ref().sync_all()
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

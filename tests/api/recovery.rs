@@ -257,3 +257,62 @@ async fn decisions_made_during_a_restore_never_fail() {
     }
     assert_eq!(app.verdict(ALICE, WRITE, ONBOARDING).await, "Allow");
 }
+
+#[tokio::test]
+async fn with_a_key_backups_are_sealed_and_only_that_key_restores_them() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let app = spawn_app_with(|c| {
+        c.server.admin_token = Some(Secret::new(TOKEN));
+        c.recovery.key = Some(Secret::new(key));
+    })
+    .await;
+    app.seed_sample_entities().await;
+    seed_access(&app).await;
+    let (status, manifest) = admin(&app, Method::POST, "/iam/recovery/backup", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{manifest}");
+    assert_eq!(manifest["encrypted"], true);
+    assert!(!manifest.to_string().contains(key));
+    let id = manifest["id"].as_str().unwrap().to_owned();
+    let file = app.config.recovery.dir.join(format!("{id}.backup.gz"));
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..5], b"PCBE1");
+
+    let (status, _) = app.put_json("/v1/data", &json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = admin(
+        &app,
+        Method::POST,
+        &format!("/iam/recovery/restore/{id}"),
+        json!({"confirm": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.verdict(CI, WRITE, ONBOARDING).await, "Allow");
+
+    // Another server over the same backups: without the key it cannot
+    // restore, with another key the backup does not open.
+    let backups = app.config.recovery.dir.clone();
+    for (other_key, code) in [
+        (None, "BACKUP_KEY_REQUIRED"),
+        (
+            Some("HxwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA="),
+            "BACKUP_CORRUPT",
+        ),
+    ] {
+        let dir = backups.clone();
+        let other = spawn_app_with(move |c| {
+            c.server.admin_token = Some(Secret::new(TOKEN));
+            c.recovery.dir = dir;
+            c.recovery.key = other_key.map(Secret::new);
+        })
+        .await;
+        let reply = admin(
+            &other,
+            Method::POST,
+            &format!("/iam/recovery/restore/{id}"),
+            json!({"confirm": true}),
+        )
+        .await;
+        assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+}
