@@ -3,7 +3,10 @@
 //! a damaged backup is refused and changes nothing; decisions made during a
 //! restore never fail.
 
-use portcullis::config::Secret;
+use std::collections::BTreeMap;
+
+use portcullis::backends::scan_all;
+use portcullis::config::{Secret, StoreConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -314,5 +317,133 @@ async fn with_a_key_backups_are_sealed_and_only_that_key_restores_them() {
         )
         .await;
         assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+}
+
+/// Every key and value of a store (versions aside).
+async fn contents(store: &StoreConfig) -> BTreeMap<(String, String), Vec<u8>> {
+    let opened = store.build().await.expect("store opens");
+    let mut out = BTreeMap::new();
+    for ns in opened.namespaces().await.unwrap() {
+        for (key, item) in scan_all(opened.as_ref(), &ns).await.unwrap() {
+            out.insert((ns.clone(), key), item.value);
+        }
+    }
+    out
+}
+
+/// Fills the app's store, backs it up, and answers the backup's id with
+/// the contents it holds.
+async fn filled_and_backed_up(app: &TestApp) -> (String, BTreeMap<(String, String), Vec<u8>>) {
+    app.seed_sample_entities().await;
+    seed_access(app).await;
+    let (status, _) = app
+        .post_json(
+            "/auth/register",
+            &json!({"email": "ada@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = contents(&app.config.store).await;
+    let (status, manifest) = admin(app, Method::POST, "/iam/recovery/backup", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{manifest}");
+    let total: u64 = manifest["namespaces"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(total as usize, before.len(), "{manifest}");
+    (manifest["id"].as_str().unwrap().to_owned(), before)
+}
+
+async fn restore(app: &TestApp, id: &str) {
+    let (status, body) = admin(
+        app,
+        Method::POST,
+        &format!("/iam/recovery/restore/{id}"),
+        json!({"confirm": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn round_trip_on(store: StoreConfig) {
+    let app = spawn_app_with(|c| {
+        c.server.admin_token = Some(Secret::new(TOKEN));
+        c.store = store;
+    })
+    .await;
+    let (id, before) = filled_and_backed_up(&app).await;
+    let (status, _) = app.put_json("/v1/data", &json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(contents(&app.config.store).await, before);
+    restore(&app, &id).await;
+    assert_eq!(contents(&app.config.store).await, before);
+    assert_eq!(app.verdict(CI, WRITE, ONBOARDING).await, "Allow");
+}
+
+#[tokio::test]
+async fn backup_and_restore_give_identical_contents_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    round_trip_on(StoreConfig::Sqlite {
+        path: db.path().join("round-trip.db"),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backup_and_restore_give_identical_contents_on_postgres() {
+    let schema = format!("pc_backup_{}", unique_tag());
+    round_trip_on(postgres(&schema)).await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn backup_and_restore_give_identical_contents_on_redis() {
+    let prefix = format!("pc-backup:{}:", unique_tag());
+    round_trip_on(redis(&prefix)).await;
+    purge_redis(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_backup_taken_on_postgres_restores_on_redis() {
+    let schema = format!("pc_from_{}", unique_tag());
+    let prefix = format!("pc-to:{}:", unique_tag());
+    let from = spawn_app_with(|c| {
+        c.server.admin_token = Some(Secret::new(TOKEN));
+        c.store = postgres(&schema);
+    })
+    .await;
+    let (id, before) = filled_and_backed_up(&from).await;
+    let dir = from.config.recovery.dir.clone();
+    let to = spawn_app_with(|c| {
+        c.server.admin_token = Some(Secret::new(TOKEN));
+        c.store = redis(&prefix);
+        c.recovery.dir = dir;
+    })
+    .await;
+    assert_eq!(to.verdict(CI, WRITE, ONBOARDING).await, "Deny");
+    restore(&to, &id).await;
+    assert_eq!(contents(&to.config.store).await, before);
+    assert_eq!(to.verdict(CI, WRITE, ONBOARDING).await, "Allow");
+    assert_eq!(to.verdict(BOB, WRITE, ONBOARDING).await, "Allow");
+    drop_schema(&schema).await;
+    purge_redis(&prefix).await;
+}
+
+fn postgres(schema: &str) -> StoreConfig {
+    StoreConfig::Postgres {
+        url: POSTGRES_URL.into(),
+        schema: schema.to_owned(),
+        max_connections: 4,
+    }
+}
+
+fn redis(prefix: &str) -> StoreConfig {
+    StoreConfig::Redis {
+        url: REDIS_URL.into(),
+        prefix: prefix.to_owned(),
+        max_connections: 4,
     }
 }
