@@ -58,6 +58,33 @@ pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
     accounts_on(open_registry(config).await?.store(), config).await
 }
 
+/// What `portcullis backup` and `restore` work on: the active store, and
+/// the catalog and accounts over it as the server opens them, with the
+/// change bus when one is configured (so running servers reload after a
+/// restore).
+pub async fn open_recovery(config: &Config) -> anyhow::Result<(Arc<Registry>, Catalog, Accounts)> {
+    let registry = open_registry(config).await?;
+    let store = registry.store();
+    let accounts = accounts_on(store.clone(), config).await?;
+    let cache = CacheSettings {
+        decision_capacity: 0,
+        decision_ttl: Duration::from_secs(1),
+        entity_capacity: 0,
+        entity_ttl: Duration::from_secs(1),
+    };
+    let mut catalog = Catalog::open(store, &config.policies.dir, &cache)
+        .await
+        .map_err(describe)?;
+    if let Some(bus) = &config.bus {
+        let bus = Arc::new(
+            RedisBus::new(&bus.url, &bus.channel).context("cannot configure the change bus")?,
+        );
+        accounts.attach_bus(bus.clone());
+        catalog = catalog.with_bus(bus);
+    }
+    Ok((registry, catalog, accounts))
+}
+
 /// The configured backends, with the active store open.
 async fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     Registry::open(

@@ -69,6 +69,74 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Back up every namespace of the active store into `recovery.dir`.
+    Backup {
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List the backups in `recovery.dir`, newest first.
+    Backups,
+    /// Replace the active store's contents with backup ID (checked first;
+    /// the current contents are backed up before).
+    Restore {
+        id: String,
+        /// Confirms that everything in the active store is replaced.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `portcullis backup`, `backups` and `restore`, against the configured
+/// store as the server would open it. Progress goes to the log.
+fn recovery_command(config: Config, command: Command) -> ExitCode {
+    if let Command::Restore { yes: false, .. } = command {
+        eprintln!("portcullis: restoring replaces everything in the active store; add --yes");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let done = runtime.block_on(async {
+        let (registry, catalog, accounts) = portcullis::app::open_recovery(&config).await?;
+        let key = config
+            .recovery
+            .key_bytes()?
+            .and_then(|bytes| portcullis::services::SealKey::new(&bytes));
+        let recovery = portcullis::services::Recovery {
+            registry: &registry,
+            catalog: &catalog,
+            accounts: &accounts,
+            dir: &config.recovery.dir,
+            key: key.as_ref(),
+        };
+        let answer = match command {
+            Command::Backup { label } => serde_json::to_value(recovery.backup(label).await?)?,
+            Command::Backups => serde_json::json!({"backups": recovery.list()?}),
+            Command::Restore { id, .. } => serde_json::to_value(recovery.restore(&id).await?)?,
+            _ => unreachable!("only recovery commands come here"),
+        };
+        anyhow::Ok(answer)
+    });
+    match done {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -147,6 +215,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve => serve(config),
         Command::User { command } => user_command(config, command),
+        command @ (Command::Backup { .. } | Command::Backups | Command::Restore { .. }) => {
+            recovery_command(config, command)
+        }
         Command::Validate { policies } => {
             let dir = policies.unwrap_or(config.policies.dir);
             match offline_policies(&dir) {

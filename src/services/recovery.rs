@@ -39,6 +39,8 @@ const FORMAT: &str = "portcullis-backup";
 const FORMAT_VERSION: u32 = 1;
 /// Keys read per store round trip while backing up.
 const PAGE: usize = 1000;
+/// A progress line about every this many keys of a namespace.
+const PROGRESS_EVERY: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
@@ -255,6 +257,9 @@ impl Recovery<'_> {
                     out.write_all(b"\n")?;
                 }
                 count += page.items.len();
+                if count % PROGRESS_EVERY < PAGE && page.next.is_some() {
+                    tracing::info!(backup = %id, namespace = %ns, keys = count, "Backing up…");
+                }
                 match page.next {
                     Some(next) => cursor = Some(next),
                     None => break,
@@ -315,6 +320,7 @@ impl Recovery<'_> {
         let started = Instant::now();
         let manifest = self.manifest(id)?;
         let records = self.read_verified(&manifest)?;
+        tracing::info!(backup = %id, keys = records.len(), "Backup checked; backing up the current contents before restoring.");
         let previous = self
             .backup(Some(format!("automatic, before restoring {id}")))
             .await?;
