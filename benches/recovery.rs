@@ -91,8 +91,10 @@ fn records() -> Vec<Op> {
 
 async fn measure(name: &str, store: StoreConfig) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.store = store;
+    let mut config = Config {
+        store,
+        ..Config::default()
+    };
     config.policies.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     config.registry.state_file = work.path().join("active-store");
     config.recovery.dir = work.path().join("backups");
@@ -120,7 +122,11 @@ async fn measure(name: &str, store: StoreConfig) -> anyhow::Result<()> {
     let restored = recovery.restore(&manifest.id).await?;
     let restore = started.elapsed();
     // Opening the store adds its own records (a signing key).
-    assert!(restored.keys >= keys, "{} restored of {keys}", restored.keys);
+    assert!(
+        restored.keys >= keys,
+        "{} restored of {keys}",
+        restored.keys
+    );
     let keys = restored.keys;
     println!(
         "RESULT {name}: {keys} keys (filled in {:.1} s), backup {:.2} s, {:.1} MB ({} bytes), restore {:.2} s",
