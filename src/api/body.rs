@@ -89,3 +89,25 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         _ => ApiError::MalformedJson(e.to_string()),
     })
 }
+
+/// `{"confirm": true}`: what a request that replaces everything of
+/// something must carry, so it is never sent by accident.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmed {
+    #[serde(default)]
+    confirm: bool,
+}
+
+impl Confirmed {
+    /// 400 with "`what`: send {"confirm": true}" unless confirmed.
+    pub fn require(&self, what: &str) -> Result<(), super::ApiError> {
+        if self.confirm {
+            Ok(())
+        } else {
+            Err(super::ApiError::InvalidParameter(format!(
+                "{what}: send {{\"confirm\": true}}"
+            )))
+        }
+    }
+}

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::Admin;
-use super::body::JsonBody;
+use super::body::{Confirmed, JsonBody};
 use super::decisions::{Origin, decide, decision_caller, principal_identity};
 use super::iam::CascadeQuery;
 use super::{ApiError, AppState};
@@ -336,25 +336,13 @@ pub async fn backups(
     Ok(Json(json!({"backups": rbac(&state).backups().await?})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreBody {
-    #[serde(default)]
-    confirm: bool,
-}
-
 pub async fn restore(
     _: Admin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<RestoreBody>,
+    JsonBody(body): JsonBody<Confirmed>,
 ) -> Result<Json<Value>, ApiError> {
-    if !body.confirm {
-        return Err(ApiError::InvalidParameter(
-            "restoring replaces every RBAC grant, role and assignment: send {\"confirm\": true}"
-                .into(),
-        ));
-    }
+    body.require("restoring replaces every RBAC grant, role and assignment")?;
     let (backup, restored) = rbac(&state).restore(&id).await?;
     tracing::warn!(backup = %id, grants = restored.grants.len(), "RBAC restored from a backup.");
     Ok(Json(json!({

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::Admin;
-use super::body::JsonBody;
+use super::body::{Confirmed, JsonBody};
 use super::{ApiError, AppState};
 use crate::services::Recovery;
 
@@ -56,23 +56,12 @@ pub async fn backups(
     Ok(Json(json!({"backups": recovery(&state).list()?})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreBody {
-    #[serde(default)]
-    confirm: bool,
-}
-
 pub async fn restore(
     _: Admin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<RestoreBody>,
+    JsonBody(body): JsonBody<Confirmed>,
 ) -> Result<Json<Value>, ApiError> {
-    if !body.confirm {
-        return Err(ApiError::InvalidParameter(
-            "restoring replaces everything in the active store: send {\"confirm\": true}".into(),
-        ));
-    }
+    body.require("restoring replaces everything in the active store")?;
     Ok(Json(json!(recovery(&state).restore(&id).await?)))
 }

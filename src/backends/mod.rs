@@ -73,6 +73,29 @@ pub enum Op {
     Clear { ns: String },
 }
 
+impl Op {
+    /// Writes `value` as JSON under `ns/key`, whatever is there; a change
+    /// that must not overwrite another sets `expect` afterwards.
+    pub fn put_json(ns: &str, key: String, value: &impl serde::Serialize) -> Op {
+        Op::Put {
+            ns: ns.to_owned(),
+            key,
+            // Plain data structures always serialize.
+            value: serde_json::to_vec(value).unwrap_or_default(),
+            expect: Expect::Any,
+        }
+    }
+
+    /// Removes `ns/key` if it is there.
+    pub fn remove(ns: &str, key: String) -> Op {
+        Op::Delete {
+            ns: ns.to_owned(),
+            key,
+            expect: Expect::Any,
+        }
+    }
+}
+
 /// One page of a [`Store::scan`].
 #[derive(Debug, Clone, Default)]
 pub struct ScanPage {

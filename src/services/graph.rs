@@ -27,7 +27,7 @@ use crate::authz::{
     AGENT_TYPE, EntitySnapshot, GROUP_TYPE, PROVIDER_TYPE, ROLE_TYPE, SERVICE_ACCOUNT_TYPE,
     USER_TYPE, UidInput, entity_key, parse_uid, portcullis_uid,
 };
-use crate::backends::{Expect, Op};
+use crate::backends::Op;
 use crate::config::IamConfig;
 use crate::domain::{Agent, AiProvider, Credential, Edge, EdgeKind, RetiredSecret, ServiceAccount};
 
@@ -523,21 +523,11 @@ pub fn edge_id(from: &str, kind: EdgeKind, to: &str) -> String {
 }
 
 fn put(key: String, value: &impl Serialize) -> Op {
-    Op::Put {
-        ns: IAM.into(),
-        key,
-        // Plain data structures always serialize.
-        value: serde_json::to_vec(value).unwrap_or_default(),
-        expect: Expect::Any,
-    }
+    Op::put_json(IAM, key, value)
 }
 
 fn delete(key: String) -> Op {
-    Op::Delete {
-        ns: IAM.into(),
-        key,
-        expect: Expect::Any,
-    }
+    Op::remove(IAM, key)
 }
 
 #[derive(Debug, Deserialize)]
@@ -1379,11 +1369,9 @@ fn remove_identity(
             removal.ops.push(delete(format!("{KEY}{key}")));
         }
         if next.assignments.remove(&gone_text).is_some() {
-            removal.ops.push(Op::Delete {
-                ns: RBAC.into(),
-                key: format!("assign/{gone_text}"),
-                expect: Expect::Any,
-            });
+            removal
+                .ops
+                .push(Op::remove(RBAC, format!("assign/{gone_text}")));
         }
     }
     removal.dependents = dependents;

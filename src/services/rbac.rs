@@ -339,21 +339,11 @@ fn grant_id(grant: &Grant) -> String {
 }
 
 fn put(key: String, value: &impl Serialize) -> Op {
-    Op::Put {
-        ns: RBAC.into(),
-        key,
-        // Plain data structures always serialize.
-        value: serde_json::to_vec(value).unwrap_or_default(),
-        expect: Expect::Any,
-    }
+    Op::put_json(RBAC, key, value)
 }
 
 fn delete(key: String) -> Op {
-    Op::Delete {
-        ns: RBAC.into(),
-        key,
-        expect: Expect::Any,
-    }
+    Op::remove(RBAC, key)
 }
 
 /// What a reset removed, kept so it can be put back.
