@@ -392,7 +392,17 @@ fn percentiles(sorted: &[u64]) -> String {
     )
 }
 
+/// Where this run's unique requests start, so a second run against the same
+/// server is not answered from the cache the first one filled.
+static RUN_OFFSET: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as usize ^ d.as_secs() as usize);
+    nanos % 10_000_000
+});
+
 fn request_body(unique: bool, n: usize) -> String {
+    let n = n + *RUN_OFFSET;
     let body = if unique {
         // Mixed radix: every n below 20 million is a distinct request.
         let action = if n.is_multiple_of(2) { "read" } else { "write" };
@@ -408,7 +418,7 @@ fn request_body(unique: bool, n: usize) -> String {
 /// The document the `n`th ext_authz check is for.
 fn document(unique: bool, n: usize) -> String {
     if unique {
-        format!("d{n}")
+        format!("d{}-{n}", *RUN_OFFSET)
     } else {
         "onboarding".into()
     }
