@@ -76,6 +76,20 @@ fn with_parents_of(doc: &serde_json::Value, extra: &serde_json::Value) -> serde_
                 }
             }
         }
+        // What the overlay says of an entity it owns (a service account's
+        // `disabled`) is not for stored data to override.
+        if let Some(owned) = extra.get("attrs").and_then(|a| a.as_object())
+            && !owned.is_empty()
+        {
+            let attrs = object
+                .entry("attrs")
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let Some(attrs) = attrs.as_object_mut() {
+                for (name, value) in owned {
+                    attrs.insert(name.clone(), value.clone());
+                }
+            }
+        }
     }
     doc
 }
@@ -101,9 +115,10 @@ pub struct EntitySnapshot {
     pub entities: Entities,
     /// Stored documents by key, in key order (the overlay not merged in).
     pub docs: BTreeMap<String, serde_json::Value>,
-    /// Entities that RBAC manages (roles, and the roles assigned to
-    /// principals), by key: merged over the stored documents, a stored
-    /// entity keeping its attributes and gaining the overlay's parents.
+    /// Entities that RBAC and the identity graph manage (roles, role
+    /// assignments, service accounts, agents, providers, links), by key:
+    /// merged over the stored documents, a stored entity gaining the
+    /// overlay's parents and taking the attributes the overlay sets.
     pub overlay: Arc<BTreeMap<String, serde_json::Value>>,
 }
 

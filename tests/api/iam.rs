@@ -183,6 +183,20 @@ async fn disabling_or_deleting_a_service_account_denies_its_next_decision() {
         denied["diagnostics"]["reason"],
         json!(["portcullis.service-accounts-enabled"])
     );
+    // Stored data cannot enable it behind the graph's back.
+    let (status, body) = app
+        .patch_json(
+            "/v1/entities",
+            &json!([{"uid": {"type": "Portcullis::ServiceAccount", "id": "ci"},
+                "attrs": {"disabled": false}, "parents": []}]),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(app.verdict(CI, WRITE, ONBOARDING).await, "Deny");
+    let (status, _) = app
+        .delete("/v1/entities/Portcullis::ServiceAccount/ci")
+        .await;
+    assert!(status.is_success(), "{status}");
 
     app.iam(
         Method::PATCH,
