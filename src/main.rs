@@ -93,15 +93,8 @@ fn recovery_command(config: Config, command: Command) -> ExitCode {
         eprintln!("portcullis: restoring replaces everything in the active store; add --yes");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = cli_runtime() else {
+        return ExitCode::from(2);
     };
     let done = runtime.block_on(async {
         let (registry, catalog, accounts) = portcullis::app::open_recovery(&config).await?;
@@ -154,6 +147,20 @@ enum UserCommand {
     },
 }
 
+/// The runtime of a one-shot command; `None` (reported) when it cannot start.
+fn cli_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            None
+        }
+    }
+}
+
 /// `portcullis user create`: opens the active store as the server would.
 fn user_command(config: Config, command: UserCommand) -> ExitCode {
     let UserCommand::Create { email, name, admin } = command;
@@ -163,15 +170,8 @@ fn user_command(config: Config, command: UserCommand) -> ExitCode {
         return ExitCode::from(2);
     }
     let password = password.trim_end_matches(['\r', '\n']).to_owned();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = cli_runtime() else {
+        return ExitCode::from(2);
     };
     let created = runtime.block_on(async {
         let accounts = portcullis::app::open_accounts(&config).await?;

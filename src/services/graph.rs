@@ -25,7 +25,7 @@ use super::rbac::{RBAC, RbacState};
 use super::tokens::{digest, hex, now, random_id, random_token};
 use crate::authz::{
     AGENT_TYPE, EntitySnapshot, GROUP_TYPE, PROVIDER_TYPE, ROLE_TYPE, SERVICE_ACCOUNT_TYPE,
-    USER_TYPE, UidInput, entity_key, parse_uid, portcullis_uid,
+    USER_TYPE, UidInput, entity_key, portcullis_uid,
 };
 use crate::backends::Op;
 use crate::config::IamConfig;
@@ -496,20 +496,14 @@ fn check_description(description: Option<&str>) -> Result<Option<String>, GraphE
 }
 
 /// A uid an edge or an owner names: a Cedar uid, or a bare id taken as
-/// `Portcullis::User::"<id>"`.
+/// `Portcullis::User::"<id>"`, read as the RBAC routes read principals.
 pub fn identity_uid(field: &str, input: &UidInput) -> Result<EntityUid, GraphError> {
-    match input {
-        UidInput::Text(text) if !text.contains("::") => {
-            if text.is_empty() || text.chars().any(char::is_control) {
-                return Err(invalid(
-                    field,
-                    "a user id is not empty and has no control characters",
-                ));
-            }
-            Ok(portcullis_uid(USER_TYPE, text))
+    super::rbac::principal_uid(field, input).map_err(|e| match e {
+        super::rbac::RbacError::Invalid { field, message } => {
+            GraphError::Invalid { field, message }
         }
-        other => parse_uid(other).map_err(|e| invalid(field, e.to_string())),
-    }
+        other => invalid(field, other.to_string()),
+    })
 }
 
 fn type_of(uid: &EntityUid) -> String {
