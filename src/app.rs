@@ -16,7 +16,10 @@ use crate::api::{self, AppState};
 use crate::authz::{CacheSettings, dir_fingerprint};
 use crate::backends::{Notice, RedisBus, Registry, Store};
 use crate::config::Config;
-use crate::services::{Accounts, Catalog, Identities, Mailer, TOPIC_ACCOUNTS, Tokens};
+use crate::services::journal::{self, Journaled};
+use crate::services::{
+    Accounts, Catalog, Identities, Mailer, SyncError, SyncMode, SyncRequest, TOPIC_ACCOUNTS, Tokens,
+};
 use crate::telemetry::{DecisionLog, Metrics};
 
 pub struct App {
@@ -55,7 +58,11 @@ async fn accounts_on(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<A
 /// The accounts service on the configured active store, without serving:
 /// for the CLI.
 pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
-    accounts_on(open_registry(config).await?.store(), config).await
+    accounts_on(
+        Journaled::wrap(open_registry(config).await?.store()),
+        config,
+    )
+    .await
 }
 
 /// What `portcullis backup` and `restore` work on: the active store, and
@@ -64,7 +71,7 @@ pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
 /// restore).
 pub async fn open_recovery(config: &Config) -> anyhow::Result<(Arc<Registry>, Catalog, Accounts)> {
     let registry = open_registry(config).await?;
-    let store = registry.store();
+    let store = Journaled::wrap(registry.store());
     let accounts = accounts_on(store.clone(), config).await?;
     let cache = CacheSettings {
         decision_capacity: 0,
@@ -102,7 +109,10 @@ impl App {
     /// the listener. Any invalid part stops here with its diagnostics.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let registry = open_registry(&config).await?;
-        let store = registry.store();
+        // Everything the server writes is journaled (restores and
+        // rollbacks write the registry's store directly, with their own
+        // entries).
+        let store = Journaled::wrap(registry.store());
         let identities = Arc::new(Identities::new(
             registry.clone(),
             store.clone(),
@@ -178,11 +188,22 @@ impl App {
                 DecisionLog::start(&config.decision_log).context("cannot open the decision log")?,
             ),
         });
+        let schedule = (config.sync.interval_seconds > 0).then(|| {
+            spawn_sync_schedule(
+                state.clone(),
+                Duration::from_secs(config.sync.interval_seconds),
+                sync_mode(&config.sync.mode),
+            )
+        });
         Ok(App {
             listener,
             grpc_listener,
             state,
-            tasks: watcher.into_iter().chain(listener_task).collect(),
+            tasks: watcher
+                .into_iter()
+                .chain(listener_task)
+                .chain(schedule)
+                .collect(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
     }
@@ -327,6 +348,41 @@ fn spawn_watcher(
                         .inc();
                     tracing::warn!(error = %describe(e), "Policy directory changed but the new set is invalid; the previous set keeps serving.");
                 }
+            }
+        }
+    })
+}
+
+/// `sync.mode` (validated to be one of the two).
+pub fn sync_mode(mode: &str) -> SyncMode {
+    if mode == "full" {
+        SyncMode::Full
+    } else {
+        SyncMode::Changed
+    }
+}
+
+/// Runs a sync of every LDAP directory at each interval. A run still going
+/// (here or on another instance) makes this one skip.
+fn spawn_sync_schedule(state: Arc<AppState>, every: Duration, mode: SyncMode) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let request = SyncRequest {
+            directory: None,
+            mode,
+            dry_run: false,
+        };
+        loop {
+            ticker.tick().await;
+            let context = journal::Context::new("sync schedule", Some("scheduler".into()));
+            let federation = api::federation(&state);
+            match journal::within(context, federation.run(&request, "schedule")).await {
+                Ok(_) => {}
+                Err(SyncError::Running(run)) => {
+                    tracing::info!(running = %run, "A sync is running; the scheduled one is skipped.");
+                }
+                Err(e) => tracing::warn!(error = %e, "Scheduled sync could not run."),
             }
         }
     })

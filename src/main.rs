@@ -76,6 +76,21 @@ enum Command {
     },
     /// List the backups in `recovery.dir`, newest first.
     Backups,
+    /// Import users and groups from the LDAP directories into the active
+    /// store, as `POST /iam/sync/run` does. Exits 1 when the run failed.
+    Sync {
+        /// One directory (the name of its `[backends.<name>]`); all LDAP
+        /// directories when absent.
+        #[arg(long)]
+        directory: Option<String>,
+        /// `full`, or `changed`: only users changed since the last sync are
+        /// read in full.
+        #[arg(long, default_value = "full")]
+        mode: String,
+        /// Report what would change without writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Replace the active store's contents with backup ID (checked first;
     /// the current contents are backed up before).
     Restore {
@@ -86,9 +101,9 @@ enum Command {
     },
 }
 
-/// `portcullis backup`, `backups` and `restore`, against the configured
-/// store as the server would open it. Progress goes to the log.
-fn recovery_command(config: Config, command: Command) -> ExitCode {
+/// `portcullis backup`, `backups`, `restore` and `sync`, against the
+/// configured store as the server would open it. Progress goes to the log.
+fn store_command(config: Config, command: Command) -> ExitCode {
     if let Command::Restore { yes: false, .. } = command {
         eprintln!("portcullis: restoring replaces everything in the active store; add --yes");
         return ExitCode::from(2);
@@ -96,8 +111,33 @@ fn recovery_command(config: Config, command: Command) -> ExitCode {
     let Some(runtime) = cli_runtime() else {
         return ExitCode::from(2);
     };
+    if let Command::Sync { mode, .. } = &command
+        && !matches!(mode.as_str(), "full" | "changed")
+    {
+        eprintln!("portcullis: --mode is `full` or `changed`");
+        return ExitCode::from(2);
+    }
     let done = runtime.block_on(async {
         let (registry, catalog, accounts) = portcullis::app::open_recovery(&config).await?;
+        if let Command::Sync {
+            directory,
+            mode,
+            dry_run,
+        } = command
+        {
+            let request = portcullis::services::SyncRequest {
+                directory,
+                mode: portcullis::app::sync_mode(&mode),
+                dry_run,
+            };
+            let federation = portcullis::services::Federation {
+                registry: &registry,
+                catalog: &catalog,
+            };
+            let report = federation.run(&request, "cli").await?;
+            let failed = report.status != "succeeded";
+            return anyhow::Ok((serde_json::to_value(report)?, failed));
+        }
         let key = config
             .recovery
             .key_bytes()?
@@ -113,17 +153,21 @@ fn recovery_command(config: Config, command: Command) -> ExitCode {
             Command::Backup { label } => serde_json::to_value(recovery.backup(label).await?)?,
             Command::Backups => serde_json::json!({"backups": recovery.list()?}),
             Command::Restore { id, .. } => serde_json::to_value(recovery.restore(&id).await?)?,
-            _ => unreachable!("only recovery commands come here"),
+            _ => unreachable!("only store commands come here"),
         };
-        anyhow::Ok(answer)
+        anyhow::Ok((answer, false))
     });
     match done {
-        Ok(answer) => {
+        Ok((answer, failed)) => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&answer).unwrap_or_default()
             );
-            ExitCode::SUCCESS
+            if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("portcullis: {e:#}");
@@ -215,9 +259,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve => serve(config),
         Command::User { command } => user_command(config, command),
-        command @ (Command::Backup { .. } | Command::Backups | Command::Restore { .. }) => {
-            recovery_command(config, command)
-        }
+        command @ (Command::Backup { .. }
+        | Command::Backups
+        | Command::Restore { .. }
+        | Command::Sync { .. }) => store_command(config, command),
         Command::Validate { policies } => {
             let dir = policies.unwrap_or(config.policies.dir);
             match offline_policies(&dir) {

@@ -29,6 +29,7 @@ use serde::Deserialize;
 
 use super::body::{FormOrJson, JsonBody};
 use super::{ApiError, AppState};
+use crate::authz::user_uid;
 use crate::domain::normalize_email;
 use crate::services::{
     AccountError, ApiKey, Authenticated, CreatedApiKey, LoginOutcome, NewApiKey, ProfileUpdate,
@@ -72,6 +73,7 @@ pub(super) async fn caller(
         (None, Some(token)) => state.accounts.authenticate(token).await?,
         (None, None) => return Ok(None),
     };
+    crate::services::journal::set_actor(|| user_uid(&found.user.id).to_string());
     Ok(Some(found))
 }
 

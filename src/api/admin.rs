@@ -30,6 +30,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         if let (Some(token), Some(presented)) = (&state.admin_token, presented)
             && token.matches(presented.as_bytes())
         {
+            crate::services::journal::set_actor(|| "admin-token".into());
             return Ok(Admin);
         }
         let Some(me) = super::accounts::caller(&parts.headers, state).await? else {

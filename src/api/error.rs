@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::authz::{AuthzError, Diagnostic};
 use crate::backends::{RegistryError, StoreError};
 use crate::services::{
-    AccountError, GraphError, IdentityError, ItemError, RbacError, RecoveryError, ServiceError,
+    AccountError, ChangeError, GraphError, IdentityError, ItemError, RbacError, RecoveryError,
+    ServiceError, Summary, SyncError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,10 @@ pub enum ApiError {
     Graph(GraphError),
     #[error(transparent)]
     Recovery(RecoveryError),
+    #[error(transparent)]
+    Sync(SyncError),
+    #[error(transparent)]
+    Change(ChangeError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
     #[error("internal error: {0}")]
@@ -82,6 +87,24 @@ impl From<RecoveryError> for ApiError {
         match e {
             RecoveryError::Service(e) => e.into(),
             e => ApiError::Recovery(e),
+        }
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Service(e) => e.into(),
+            e => ApiError::Change(e),
+        }
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Service(e) => e.into(),
+            e => ApiError::Sync(e),
         }
     }
 }
@@ -139,6 +162,9 @@ struct Body<'a> {
     /// What still depends on what was to be removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     dependents: Option<&'a [String]>,
+    /// The later changes a rollback would undo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflicts: Option<&'a [Summary]>,
 }
 
 impl ApiError {
@@ -287,6 +313,20 @@ impl ApiError {
                     (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
                 }
             },
+            ApiError::Change(e) => match e {
+                ChangeError::NotFound(_) => (StatusCode::NOT_FOUND, "CHANGE_NOT_FOUND"),
+                ChangeError::Conflict { .. } => (StatusCode::CONFLICT, "CHANGE_CONFLICT"),
+                ChangeError::NotReversible(_) => (StatusCode::CONFLICT, "CHANGE_NOT_REVERSIBLE"),
+                ChangeError::Invalid { .. } => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER"),
+                ChangeError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            },
+            ApiError::Sync(e) => match e {
+                SyncError::UnknownDirectory(_) | SyncError::NoDirectory => {
+                    (StatusCode::NOT_FOUND, "DIRECTORY_NOT_FOUND")
+                }
+                SyncError::Running(_) => (StatusCode::CONFLICT, "SYNC_RUNNING"),
+                SyncError::Service(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            },
             ApiError::Graph(e) => match e {
                 GraphError::Invalid { .. } => (StatusCode::BAD_REQUEST, "IAM_INVALID"),
                 GraphError::NotFound(_) => (StatusCode::NOT_FOUND, "IDENTITY_NOT_FOUND"),
@@ -337,6 +377,10 @@ impl ApiError {
                     | ApiError::Graph(GraphError::HasDependents { dependents, .. }) => {
                         Some(dependents)
                     }
+                    _ => None,
+                },
+                conflicts: match self {
+                    ApiError::Change(ChangeError::Conflict { conflicts, .. }) => Some(conflicts),
                     _ => None,
                 },
             },

@@ -55,6 +55,17 @@ pub async fn ldap_login(
         .identities
         .ldap_login(&directory, &body.username, &body.password)
         .await?;
+    // A user a sync found disabled or gone signs in no more, whatever the
+    // directory's bind says (it may lock accounts some other way).
+    if state
+        .catalog
+        .rbac()
+        .graph
+        .directory
+        .inactive(&identity.user_id())
+    {
+        return Err(IdentityError::BadCredentials.into());
+    }
     tracing::info!(directory = %directory, user = %identity.subject, "LDAP sign-in.");
     Ok(signed_in(identity))
 }

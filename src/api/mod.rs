@@ -19,6 +19,7 @@
 mod accounts;
 mod admin;
 mod body;
+mod changes;
 mod decisions;
 mod entities;
 mod error;
@@ -34,6 +35,7 @@ mod rbac;
 mod recovery;
 mod schema;
 mod storage;
+mod sync;
 mod users;
 
 use std::collections::BTreeMap;
@@ -43,6 +45,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::handler::Handler;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{MethodRouter, any, delete, get, patch, post, put};
@@ -50,10 +53,11 @@ use tracing::Instrument;
 
 pub use error::ApiError;
 pub use grpc::ExtAuthzGrpc;
+pub use sync::federation;
 
 use crate::backends::Registry;
 use crate::config::{ExtAuthzConfig, IamConfig, RecoveryConfig, Secret};
-use crate::services::{Accounts, Catalog, Identities};
+use crate::services::{Accounts, Catalog, Identities, journal};
 use crate::telemetry::{DecisionLog, Metrics};
 
 /// What every handler can reach.
@@ -770,6 +774,30 @@ pub fn routes(ext_authz_prefix: &str) -> Vec<Route> {
         ),
         route(
             "GET",
+            "/iam/recovery/changes",
+            "Admin: the change journal, newest first (filter by actor, key, time)",
+            changes::list,
+        ),
+        route(
+            "POST",
+            "/iam/recovery/rollback/{change_id}",
+            "Admin: revert one change (and, with cascade=true, the later ones touching its keys)",
+            changes::rollback,
+        ),
+        route(
+            "POST",
+            "/iam/sync/run",
+            "Admin: import users and groups from the LDAP directories (full or changed since the last sync)",
+            sync::run,
+        ),
+        route(
+            "GET",
+            "/iam/sync/runs",
+            "Admin: the reports of recent syncs, newest first",
+            sync::runs,
+        ),
+        route(
+            "GET",
             "/openapi.json",
             "This API as an OpenAPI 3.1 document",
             openapi::document,
@@ -816,7 +844,17 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     // DEBUG, as tower-http's default: at the default `info` filter the span
     // costs next to nothing, and `log.level = "portcullis=debug"` shows it.
     let span = tracing::debug_span!("request", %method, route, status = tracing::field::Empty);
-    let response = next.run(req).instrument(span.clone()).await;
+    // Writes name their route in the change journal; decisions and reads
+    // write nothing, and skip the context.
+    let writes = !matches!(method, Method::GET | Method::HEAD)
+        && !route.starts_with("/v1/is_authorized")
+        && !route.starts_with(state.ext_authz.prefix.as_str());
+    let response = if writes {
+        let context = journal::Context::new(format!("{method} {route}"), None);
+        journal::within(context, next.run(req).instrument(span.clone())).await
+    } else {
+        next.run(req).instrument(span.clone()).await
+    };
     let status = response.status().as_u16();
     span.record("status", status);
     state.metrics.observe_http(

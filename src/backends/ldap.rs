@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, ldap_escape};
 
 use super::resilience::{Guard, read_retry};
@@ -20,6 +21,10 @@ use crate::domain::{DirectoryGroup, DirectoryIdentity};
 const INVALID_CREDENTIALS: u32 = 49;
 /// LDAP result code for a search base that does not exist.
 const NO_SUCH_OBJECT: u32 = 32;
+/// Entries per page of a listing (below OpenLDAP's default size limit).
+const PAGE_SIZE: i32 = 400;
+/// The operational attribute that stamps an entry's last change.
+const MODIFIED: &str = "modifyTimestamp";
 
 pub struct LdapDirectory {
     name: String,
@@ -32,6 +37,48 @@ pub struct LdapDirectory {
 struct UserEntry {
     dn: String,
     attrs: HashMap<String, Vec<String>>,
+}
+
+/// Everything a sync reads from one directory; DNs are normalized.
+#[derive(Debug)]
+pub struct Listing {
+    pub directory: String,
+    /// Memberships come from `member_of` (users' and groups' own
+    /// attribute), not from groups' member lists.
+    pub by_member_of: bool,
+    pub users: Vec<ListedUser>,
+    pub groups: Vec<ListedGroup>,
+    /// DNs of the users `disabled_filter` matches.
+    pub disabled: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+pub struct ListedUser {
+    pub dn: String,
+    pub username: String,
+    /// `modifyTimestamp`, when the directory keeps it.
+    pub modified: Option<String>,
+    /// Read for every user in a full listing; in a changed listing only
+    /// for users changed since the stamp.
+    pub details: Option<UserDetails>,
+    /// Group DNs from the `member_of` attribute, when configured.
+    pub member_of: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDetails {
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ListedGroup {
+    pub dn: String,
+    pub id: String,
+    /// Member DNs, users and groups.
+    pub members: Vec<String>,
+    pub member_of: Vec<String>,
+    pub modified: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +166,168 @@ impl LdapDirectory {
                 })
             })
             .await
+    }
+
+    /// Every user and group in scope, read in pages for a sync.
+    ///
+    /// With `since` (an LDAP generalized time), only users changed at or
+    /// after it come with their attributes (`details`); the others are
+    /// listed by DN, login name, stamp and groups alone. Groups always come
+    /// whole: their member lists are what memberships are made of.
+    pub async fn listing(&self, since: Option<&str>) -> Result<Listing, StoreError> {
+        self.guard
+            .call(read_retry, || async {
+                let mut service = self.bounded(self.service()).await?;
+                let listing = self.list(&mut service, since).await;
+                let _ = service.unbind().await;
+                listing
+            })
+            .await
+    }
+
+    async fn list(&self, ldap: &mut Ldap, since: Option<&str>) -> Result<Listing, StoreError> {
+        let c = &self.config;
+        let a = &c.attributes;
+        let all_users = c.user_filter.replace("{username}", "*");
+        let mut brief = vec![a.username.as_str(), MODIFIED];
+        if let Some(member_of) = &c.member_of_attribute {
+            brief.push(member_of);
+        }
+        let mut full = brief.clone();
+        full.extend([a.email.as_str(), a.name.as_str()]);
+        let (user_attrs, changed_filter) = match since {
+            None => (&full, None),
+            Some(stamp) => (
+                &brief,
+                Some(format!(
+                    "(&{all_users}({MODIFIED}>={}))",
+                    ldap_escape(stamp)
+                )),
+            ),
+        };
+        let mut details: HashMap<String, UserDetails> = HashMap::new();
+        if let Some(filter) = &changed_filter {
+            for entry in self.paged(ldap, &c.user_base, filter, &full).await? {
+                details.insert(normalize_dn(&entry.dn), self.details(&entry.attrs));
+            }
+        }
+        let mut users = Vec::new();
+        for entry in self
+            .paged(ldap, &c.user_base, &all_users, user_attrs)
+            .await?
+        {
+            let Some(username) = first(&entry.attrs, &a.username) else {
+                continue; // not a login: nothing to import
+            };
+            let dn = normalize_dn(&entry.dn);
+            let detail = match since {
+                None => Some(self.details(&entry.attrs)),
+                Some(_) => details.remove(&dn),
+            };
+            users.push(ListedUser {
+                member_of: self.member_of_dns(&entry.attrs),
+                modified: first(&entry.attrs, MODIFIED),
+                username,
+                details: detail,
+                dn,
+            });
+        }
+        let mut group_attrs = vec![a.group_name.as_str(), c.member_attribute.as_str(), MODIFIED];
+        if let Some(member_of) = &c.member_of_attribute {
+            group_attrs.push(member_of);
+        }
+        let groups = self
+            .paged(ldap, &c.group_base, &c.group_filter, &group_attrs)
+            .await?
+            .into_iter()
+            .map(|entry| ListedGroup {
+                id: self.group_id(&entry.dn, &entry.attrs),
+                members: values(&entry.attrs, &c.member_attribute)
+                    .iter()
+                    .map(|dn| normalize_dn(dn))
+                    .collect(),
+                member_of: self.member_of_dns(&entry.attrs),
+                modified: first(&entry.attrs, MODIFIED),
+                dn: normalize_dn(&entry.dn),
+            })
+            .collect();
+        let disabled = match &c.disabled_filter {
+            Some(filter) => self
+                .paged(
+                    ldap,
+                    &c.user_base,
+                    &format!("(&{all_users}{filter})"),
+                    &["1.1"],
+                )
+                .await?
+                .into_iter()
+                .map(|entry| normalize_dn(&entry.dn))
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        Ok(Listing {
+            directory: self.name.clone(),
+            by_member_of: c.member_of_attribute.is_some(),
+            users,
+            groups,
+            disabled,
+        })
+    }
+
+    fn details(&self, attrs: &HashMap<String, Vec<String>>) -> UserDetails {
+        let a = &self.config.attributes;
+        UserDetails {
+            email: first(attrs, &a.email),
+            name: first(attrs, &a.name),
+        }
+    }
+
+    fn member_of_dns(&self, attrs: &HashMap<String, Vec<String>>) -> Vec<String> {
+        match &self.config.member_of_attribute {
+            Some(member_of) => values(attrs, member_of)
+                .iter()
+                .map(|dn| normalize_dn(dn))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// A subtree search read page by page; each page must come within the
+    /// directory's timeout.
+    async fn paged(
+        &self,
+        ldap: &mut Ldap,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, StoreError> {
+        let adapters: Vec<Box<dyn Adapter<'_, &str, Vec<&str>>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(PAGE_SIZE)),
+        ];
+        let mut stream = self
+            .bounded(async {
+                ldap.streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
+                    .await
+                    .map_err(|e| failure("search", e))
+            })
+            .await?;
+        let mut out = Vec::new();
+        loop {
+            let next = self
+                .bounded(async { stream.next().await.map_err(|e| failure("search", e)) })
+                .await?;
+            match next {
+                Some(entry) => out.push(SearchEntry::construct(entry)),
+                None => break,
+            }
+        }
+        let done = stream.finish().await;
+        match done.rc {
+            0 => Ok(out),
+            NO_SUCH_OBJECT => Ok(Vec::new()),
+            _ => Err(failure("search", done)),
+        }
     }
 
     async fn bounded<T>(
@@ -363,6 +572,11 @@ fn values<'a>(attrs: &'a HashMap<String, Vec<String>>, name: &str) -> &'a [Strin
 
 fn first(attrs: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {
     values(attrs, name).first().cloned()
+}
+
+/// A DN as listings compare them: lower case, no space after separators.
+fn normalize_dn(dn: &str) -> String {
+    dn.to_ascii_lowercase().replace(", ", ",")
 }
 
 fn ends_with_ignore_case(dn: &str, base: &str) -> bool {

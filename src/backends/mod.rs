@@ -25,7 +25,7 @@ use async_trait::async_trait;
 
 pub use bus::{Notice, RedisBus};
 pub use cursor::{decode_cursor, encode_cursor};
-pub use ldap::LdapDirectory;
+pub use ldap::{LdapDirectory, ListedGroup, ListedUser, Listing, UserDetails};
 pub use oidc::{Authorization, OidcDirectory};
 pub use postgres::{PostgresStore, valid_schema_name};
 pub use redis::RedisStore;

@@ -83,6 +83,11 @@ pub struct LdapConfig {
     /// attribute of the user entry instead of searched by member.
     #[serde(default)]
     pub member_of_attribute: Option<String>,
+    /// Users this filter matches (e.g. `(employeeType=disabled)`, or
+    /// `(userAccountControl:1.2.840.113556.1.4.803:=2)` on Active
+    /// Directory) are disabled by a sync.
+    #[serde(default)]
+    pub disabled_filter: Option<String>,
     /// How many levels of nested groups are followed.
     #[serde(default = "default_max_group_depth")]
     pub max_group_depth: u32,
@@ -257,6 +262,14 @@ pub(super) fn validate(
             }
             if !l.user_filter.contains("{username}") {
                 return Err(invalid(key("user_filter"), "must contain {username}"));
+            }
+            if let Some(filter) = &l.disabled_filter
+                && !(filter.starts_with('(') && filter.ends_with(')'))
+            {
+                return Err(invalid(
+                    key("disabled_filter"),
+                    "must be an LDAP filter in parentheses",
+                ));
             }
             for (k, v) in [
                 ("bind_dn", &l.bind_dn),

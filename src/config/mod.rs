@@ -74,6 +74,27 @@ pub struct Config {
     pub decision_log: DecisionLogConfig,
     pub iam: IamConfig,
     pub recovery: RecoveryConfig,
+    pub sync: SyncConfig,
+}
+
+/// Scheduled federation sync (`/iam/sync/run` runs one at any time).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Seconds between scheduled syncs of every LDAP directory; 0: none.
+    pub interval_seconds: u64,
+    /// `changed` (only users changed since the last sync are read in
+    /// full) or `full`.
+    pub mode: String,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 0,
+            mode: "changed".into(),
+        }
+    }
 }
 
 /// Backups of the active store (`/iam/recovery/...`).
@@ -612,6 +633,12 @@ impl Config {
             );
         }
         self.recovery.key_bytes()?;
+        if !matches!(self.sync.mode.as_str(), "full" | "changed") {
+            return invalid("sync.mode", "must be `full` or `changed`");
+        }
+        if self.sync.interval_seconds != 0 && self.sync.interval_seconds < 10 {
+            return invalid("sync.interval_seconds", "must be 0 (off) or at least 10");
+        }
         if self.iam.rotation_grace_seconds > 30 * 86_400 {
             return invalid("iam.rotation_grace_seconds", "must be at most 30 days");
         }

@@ -46,3 +46,49 @@ impl DirectoryIdentity {
 pub fn qualified(directory: &str, id: &str) -> String {
     format!("{directory}:{id}")
 }
+
+/// A directory user as a sync imported it. A user the directory disables
+/// or no longer holds is kept, inactive: never deleted, so its history and
+/// links stay and it cannot come back by accident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedUser {
+    pub directory: String,
+    /// The login name.
+    pub subject: String,
+    /// The entry's DN, normalized.
+    pub dn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Ids of the groups the user is a direct member of, sorted.
+    #[serde(default)]
+    pub member_of: Vec<String>,
+    pub active: bool,
+    /// Why an inactive user is: `disabled` in the directory, or `gone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactive_reason: Option<String>,
+}
+
+/// A directory group as a sync imported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedGroup {
+    pub directory: String,
+    pub id: String,
+    pub dn: String,
+    /// Ids of the groups this group is a direct member of, sorted.
+    #[serde(default)]
+    pub parents: Vec<String>,
+}
+
+impl SyncedUser {
+    pub fn user_id(&self) -> String {
+        qualified(&self.directory, &self.subject)
+    }
+}
+
+impl SyncedGroup {
+    pub fn group_id(&self) -> String {
+        qualified(&self.directory, &self.id)
+    }
+}

@@ -6,6 +6,6 @@ mod rbac;
 mod user;
 
 pub use graph::{Agent, AiProvider, Credential, Edge, EdgeKind, RetiredSecret, ServiceAccount};
-pub use identity::{DirectoryGroup, DirectoryIdentity, qualified};
+pub use identity::{DirectoryGroup, DirectoryIdentity, SyncedGroup, SyncedUser, qualified};
 pub use rbac::{Assignment, Effect, Grant, Role};
 pub use user::{User, UserView, normalize_email};

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::catalog::{Catalog, ServiceError};
+use super::federation::DirectoryState;
 use super::rbac::{RBAC, RbacState};
 use super::tokens::{digest, hex, now, random_id, random_token};
 use crate::authz::{
@@ -98,11 +99,16 @@ pub struct GraphState {
     pub edges: BTreeMap<String, Edge>,
     /// By credential id.
     pub credentials: BTreeMap<String, Credential>,
+    /// Users and groups a federation sync imported.
+    pub directory: DirectoryState,
 }
 
 impl GraphState {
     /// Takes in one stored key of namespace `iam`.
     pub(super) fn absorb(&mut self, key: &str, value: &[u8]) -> Result<(), serde_json::Error> {
+        if self.directory.absorb(key, value)? {
+            return Ok(());
+        }
         if let Some(id) = key.strip_prefix(SA) {
             self.service_accounts
                 .insert(id.to_owned(), serde_json::from_slice(value)?);
@@ -128,6 +134,8 @@ impl GraphState {
             && self.agents == other.agents
             && self.providers == other.providers
             && self.edges == other.edges
+            && self.directory.users == other.directory.users
+            && self.directory.groups == other.directory.groups
     }
 
     /// The graph's entities, by entity key: service accounts, agents and
@@ -146,13 +154,18 @@ impl GraphState {
             }
         }
         let mut out = BTreeMap::new();
-        let mut add = |uid: EntityUid, attrs: Map<String, Value>| {
-            let parents = parents.remove(uid.to_string().as_str()).unwrap_or_default();
+        let mut add_with = |uid: EntityUid, attrs: Map<String, Value>, own: Vec<Value>| {
+            let mut parents = parents.remove(uid.to_string().as_str()).unwrap_or_default();
+            parents.extend(own);
             out.insert(
                 entity_key(&uid),
                 json!({"uid": reference(&uid), "attrs": attrs, "parents": parents}),
             );
         };
+        for (uid, attrs, own) in self.directory.entities() {
+            add_with(uid, attrs, own);
+        }
+        let mut add = |uid: EntityUid, attrs: Map<String, Value>| add_with(uid, attrs, Vec::new());
         for sa in self.service_accounts.values() {
             let mut attrs = Map::new();
             attrs.insert("name".into(), json!(sa.name));

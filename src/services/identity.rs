@@ -157,10 +157,16 @@ impl Identities {
         let Some(directory) = self.registry.directory(name) else {
             return Resolution::NotDirectory;
         };
-        // Identities imported into the store (by a sync) are decided from
-        // there. An RBAC assignment alone does not count: it only adds
-        // roles to what the directory says.
-        if stored.docs.contains_key(&entity_key(&uid)) {
+        // Identities stored through /v1/entities or imported by a sync are
+        // decided from there. An RBAC assignment or a graph link alone does
+        // not count: it only adds to what the directory says. An imported
+        // user always carries `active`; RBAC's stand-ins carry nothing.
+        let key = entity_key(&uid);
+        let imported = stored
+            .overlay
+            .get(&key)
+            .is_some_and(|doc| doc["attrs"].get("active").is_some());
+        if imported || stored.docs.contains_key(&key) {
             return Resolution::NotDirectory;
         }
         if let Some(identity) = self.cache.get(id) {

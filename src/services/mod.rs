@@ -7,8 +7,11 @@
 mod accounts;
 mod api_keys;
 mod catalog;
+mod changes;
+mod federation;
 mod graph;
 mod identity;
+pub mod journal;
 mod mail;
 mod mfa;
 mod passwords;
@@ -28,6 +31,12 @@ pub use accounts::{
 };
 pub use api_keys::{API_KEY_INDEX, API_KEYS, ApiKey, CreatedApiKey, NewApiKey, SCOPES};
 pub use catalog::{Catalog, ServiceError};
+pub use changes::{
+    ChangeError, ChangePage, ChangeQuery, Rollback, RolledBack, Summary, list_changes,
+};
+pub use federation::{
+    DirectoryState, Federation, SYNC_RUNS, SyncError, SyncMode, SyncReport, SyncRequest,
+};
 pub use graph::{
     CREDENTIAL_PREFIX, CredentialView, Graph, GraphError, GraphState, IAM, IdentityUpdate,
     IssuedCredential, Limits, LinkInput, NewAgent, NewCredential, NewProvider, NewServiceAccount,

@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::accounts::Accounts;
 use super::catalog::{Catalog, ServiceError};
+use super::journal::{self, JOURNAL};
 use super::sealed::{Opener, SealKey, Sealer};
 use super::tokens::{hex, now, random_id};
 use crate::backends::{Expect, Notice, Op, Registry, StoreError};
@@ -325,16 +326,25 @@ impl Recovery<'_> {
             .backup(Some(format!("automatic, before restoring {id}")))
             .await?;
         let store = self.registry.store();
-        let mut ops: Vec<Op> = store
+        // The journal is history, not state: it stays, and gains a marker.
+        let cleared: Vec<String> = store
             .namespaces()
             .await?
             .into_iter()
-            .map(|ns| Op::Clear { ns })
+            .filter(|ns| ns != JOURNAL)
+            .collect();
+        let mut marker = journal::entry(Vec::new(), false, None);
+        marker.source = format!("{} (restore of backup {id})", marker.source);
+        marker.keys = cleared.iter().map(|ns| format!("{ns}/*")).collect();
+        let mut ops: Vec<Op> = cleared.into_iter().map(|ns| Op::Clear { ns }).collect();
+        let records: Vec<Op> = records
+            .into_iter()
+            .filter(|op| !matches!(op, Op::Put { ns, .. } if ns == JOURNAL))
             .collect();
         let keys = records.len();
         ops.extend(records);
-        store.transact(ops).await?;
-        self.reload().await?;
+        journal::transact_with(store.as_ref(), ops, &marker).await?;
+        reload_everything(self.catalog, self.accounts).await?;
         tracing::warn!(backup = %id, previous = %previous.id, keys, "Store restored from a backup.");
         Ok(Restored {
             restored: manifest,
@@ -405,18 +415,21 @@ impl Recovery<'_> {
         }
         Ok(ops)
     }
+}
 
-    /// Everything served from the store is read again, here and on the
-    /// other instances.
-    async fn reload(&self) -> Result<(), RecoveryError> {
-        self.catalog.apply(&Notice::Resync).await?;
-        self.catalog.announce_all().await;
-        self.accounts.changed().await;
-        if let Err(e) = self.accounts.load_settings().await {
-            tracing::warn!(error = %e, "Account settings could not be read after a restore.");
-        }
-        Ok(())
+/// Everything served from the store is read again, here and on the other
+/// instances (after a restore or a rollback wrote the store directly).
+pub(super) async fn reload_everything(
+    catalog: &Catalog,
+    accounts: &Accounts,
+) -> Result<(), ServiceError> {
+    catalog.apply(&Notice::Resync).await?;
+    catalog.announce_all().await;
+    accounts.changed().await;
+    if let Err(e) = accounts.load_settings().await {
+        tracing::warn!(error = %e, "Account settings could not be read after the store was rewritten.");
     }
+    Ok(())
 }
 
 /// Flushes a finished backup file to disk.

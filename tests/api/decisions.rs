@@ -53,7 +53,12 @@ async fn inactive_user_is_denied_by_the_forbid() {
     let (_, body) = app.decide(MALLORY, WRITE, ONBOARDING, json!({})).await;
 
     assert_eq!(body["decision"], "Deny");
-    assert_eq!(reasons(&body), ["docs.inactive-users-nothing"]);
+    // The application's forbid, and the built-in guard that holds even
+    // without it.
+    assert_eq!(
+        reasons(&body),
+        ["docs.inactive-users-nothing", "portcullis.users-active"]
+    );
 }
 
 #[tokio::test]

@@ -250,7 +250,7 @@ async fn an_agent_never_does_more_than_its_owner() {
     assert_eq!(body["error"]["code"], "OWNER_DENIED", "{body}");
     assert_eq!(
         body["diagnostics"]["reason"],
-        json!(["docs.inactive-users-nothing"])
+        json!(["docs.inactive-users-nothing", "portcullis.users-active"])
     );
     assert_eq!(
         app.verdict(r#"Portcullis::Agent::"scribe""#, READ, ONBOARDING)

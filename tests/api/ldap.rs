@@ -15,10 +15,10 @@ use tempfile::TempDir;
 
 use crate::helpers::*;
 
-const TOKEN: &str = "ldap-admin-token-0123456789";
+pub const TOKEN: &str = "ldap-admin-token-0123456789";
 const BASE: &str = "dc=portcullis,dc=test";
 
-fn user(name: &str) -> String {
+pub fn user(name: &str) -> String {
     format!(r#"Portcullis::User::"corp:{name}""#)
 }
 
@@ -71,6 +71,43 @@ impl OwnSlapd {
         }
     }
 
+    /// Applies an LDIF change (`changetype: add|modify|delete` records)
+    /// as the directory's administrator.
+    pub fn modify(&self, ldif: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &format!("ldap://127.0.0.1:{}/", self.port)])
+            .args(["-D", &format!("cn=admin,{BASE}"), "-w", "admin-secret"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ldapmodify runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(ldif.as_bytes())
+            .expect("LDIF is written");
+        let out = child.wait_with_output().expect("ldapmodify ends");
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) slapd: connections hang.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid {
+            let status = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+
     pub fn config(&self) -> LdapConfig {
         let text = format!(
             r#"
@@ -102,7 +139,7 @@ permit(
 );
 "#;
 
-async fn app_with_directory(slapd: &OwnSlapd, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn app_with_directory(slapd: &OwnSlapd, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let ldap = slapd.config();
     let app = spawn_app_with(move |config| {
         config.server.admin_token = Some(Secret::new(TOKEN));
@@ -119,7 +156,7 @@ async fn app_with_directory(slapd: &OwnSlapd, adjust: impl FnOnce(&mut Config)) 
     app
 }
 
-async fn login(app: &TestApp, username: &str, password: &str) -> (StatusCode, Value) {
+pub async fn login(app: &TestApp, username: &str, password: &str) -> (StatusCode, Value) {
     app.post_json(
         "/auth/ldap/corp/login",
         &json!({"username": username, "password": password}),
@@ -127,7 +164,7 @@ async fn login(app: &TestApp, username: &str, password: &str) -> (StatusCode, Va
     .await
 }
 
-async fn backends(app: &TestApp) -> Value {
+pub async fn backends(app: &TestApp) -> Value {
     let response = app
         .client
         .get(app.url("/storage/backends"))
@@ -139,7 +176,7 @@ async fn backends(app: &TestApp) -> Value {
     response.json().await.unwrap()
 }
 
-fn backend<'a>(list: &'a Value, name: &str) -> &'a Value {
+pub fn backend<'a>(list: &'a Value, name: &str) -> &'a Value {
     list.as_array()
         .and_then(|all| all.iter().find(|b| b["name"] == name))
         .unwrap_or_else(|| panic!("backend {name} is listed: {list}"))

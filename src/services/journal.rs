@@ -1,0 +1,376 @@
+//! The change journal: every write to the store's records, with who made
+//! it, from where, and each key's value before and after, kept in
+//! namespace `journal` in the same transaction as the write itself (so a
+//! write is never applied without its entry, nor an entry kept for a write
+//! that failed).
+//!
+//! [`Journaled`] wraps the active store for everything the server and the
+//! CLI write through. Who and where come from a task-local [`Context`] that
+//! the HTTP layer opens for each request (route and, once authenticated,
+//! the actor), the CLI for each command, and the scheduler for each sync.
+//!
+//! Not journaled: one-time and short-lived records (sign-in states,
+//! pending MFA challenges, mailed tokens, login-failure counters), sync
+//! reports and the journal itself. Values of namespaces holding secrets
+//! (signing keys, MFA secrets) are kept only as SHA-256 digests, and an
+//! entry holding such a digest cannot be rolled back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::tokens::{hex, now, random_id};
+use crate::backends::{Expect, Op, ScanPage, Store, StoreError, Versioned};
+
+/// The namespace of journal entries.
+pub const JOURNAL: &str = "journal";
+
+/// Written but never journaled.
+const UNJOURNALED: &[&str] = &[
+    JOURNAL,
+    super::federation::SYNC_RUNS,
+    super::identity::OAUTH_STATES,
+    super::mfa::MFA_CHALLENGES,
+    super::accounts::ACTION_TOKENS,
+    super::throttle::LOGIN_FAILURES,
+];
+
+/// Journaled as digests only: their values are secrets.
+const SECRET: &[&str] = &[super::tokens::SIGNING_KEYS, super::mfa::MFA];
+
+/// An entry whose values together pass this many bytes keeps only its
+/// keys; it cannot be rolled back (a backup can restore such a change).
+const MAX_ENTRY_VALUES: usize = 4 * 1024 * 1024;
+
+/// Keys an entry lists at most.
+const MAX_ENTRY_KEYS: usize = 10_000;
+
+tokio::task_local! {
+    static CONTEXT: Arc<Context>;
+}
+
+/// Who writes, and from where, for the writes of one task.
+#[derive(Debug)]
+pub struct Context {
+    /// `POST /users/{id}`, `cli user create`, `sync 5c1e…`, …
+    pub source: String,
+    actor: Mutex<Option<String>>,
+}
+
+impl Context {
+    pub fn new(source: impl Into<String>, actor: Option<String>) -> Arc<Context> {
+        Arc::new(Context {
+            source: source.into(),
+            actor: Mutex::new(actor),
+        })
+    }
+}
+
+/// Runs `work` with `context` as the journal's who and where.
+pub async fn within<F: Future>(context: Arc<Context>, work: F) -> F::Output {
+    CONTEXT.scope(context, work).await
+}
+
+/// Names the caller of the current request (once it is authenticated);
+/// `actor` runs only where there is a context (never for decisions).
+pub fn set_actor(actor: impl FnOnce() -> String) {
+    let _ = CONTEXT.try_with(|c| {
+        if let Ok(mut slot) = c.actor.lock() {
+            *slot = Some(actor());
+        }
+    });
+}
+
+/// The current `(source, actor)`.
+fn current() -> (String, String) {
+    CONTEXT
+        .try_with(|c| {
+            let actor = c.actor.lock().ok().and_then(|a| a.clone());
+            (
+                c.source.clone(),
+                actor.unwrap_or_else(|| "anonymous".into()),
+            )
+        })
+        .unwrap_or_else(|_| ("internal".into(), "system".into()))
+}
+
+/// One key's change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyChange {
+    pub ns: String,
+    pub key: String,
+    /// The value before (`null`: absent). JSON values as they are, other
+    /// bytes as `{"base64": …}`, secrets as `{"sha256": …}`.
+    pub before: Value,
+    pub after: Value,
+}
+
+/// One journaled write.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    /// Sorts newest first.
+    pub id: String,
+    /// Unix seconds.
+    pub time: u64,
+    pub actor: String,
+    pub source: String,
+    /// Every key written, as `<ns>/<key>`.
+    pub keys: Vec<String>,
+    /// The values; empty when too large to keep (see `complete`).
+    pub changes: Vec<KeyChange>,
+    /// Whether before and after values are all here, as they were: only
+    /// then can the change be rolled back.
+    pub complete: bool,
+    /// The change this one rolled back, when it is a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverts: Option<Vec<String>>,
+}
+
+/// A new entry id: newer ids sort first (the store scans in key order).
+fn new_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{:020}-{}", u64::MAX - nanos, random_id())
+}
+
+/// How a stored value appears in the journal.
+fn shown(ns: &str, bytes: Option<&[u8]>) -> Value {
+    let Some(bytes) = bytes else {
+        return Value::Null;
+    };
+    if SECRET.contains(&ns) {
+        return serde_json::json!({"sha256": hex(&Sha256::digest(bytes))});
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) if !value.is_null() => value,
+        _ => serde_json::json!({"base64": base64::engine::general_purpose::STANDARD.encode(bytes)}),
+    }
+}
+
+/// The bytes a journal value stands for; `None` for a digest (or absent).
+pub(super) fn stored_bytes(ns: &str, value: &Value) -> Result<Option<Vec<u8>>, ()> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    if SECRET.contains(&ns) {
+        return Err(());
+    }
+    if let Some(b64) = value
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("base64"))
+        .and_then(Value::as_str)
+    {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map(Some)
+            .map_err(|_| ());
+    }
+    serde_json::to_vec(value).map(Some).map_err(|_| ())
+}
+
+/// The active store, journaling every write that passes through.
+pub struct Journaled {
+    inner: Arc<dyn Store>,
+}
+
+impl Journaled {
+    pub fn wrap(inner: Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(Journaled { inner })
+    }
+
+    /// The entry for `ops`, or `None` when none of them is journaled.
+    async fn entry(&self, ops: &[Op]) -> Result<Option<Change>, StoreError> {
+        let mut keys: BTreeMap<(String, String), Option<Vec<u8>>> = BTreeMap::new();
+        let mut cleared: BTreeSet<String> = BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::Put { ns, key, .. } | Op::Delete { ns, key, .. } => {
+                    if !UNJOURNALED.contains(&ns.as_str()) {
+                        keys.insert((ns.clone(), key.clone()), None);
+                    }
+                }
+                Op::Clear { ns } => {
+                    if !UNJOURNALED.contains(&ns.as_str()) {
+                        cleared.insert(ns.clone());
+                    }
+                }
+            }
+        }
+        if keys.is_empty() && cleared.is_empty() {
+            return Ok(None);
+        }
+        // Values before.
+        for ns in &cleared {
+            for (key, item) in crate::backends::scan_all(self.inner.as_ref(), ns).await? {
+                keys.insert((ns.clone(), key), Some(item.value));
+            }
+        }
+        for ((ns, key), before) in keys.iter_mut() {
+            if before.is_none() && !cleared.contains(ns) {
+                *before = self.inner.get(ns, key).await?.map(|v| v.value);
+            }
+        }
+        // Values after: apply the ops in order to the befores.
+        let mut after: BTreeMap<(String, String), Option<Vec<u8>>> = keys.clone();
+        for op in ops {
+            match op {
+                Op::Put { ns, key, value, .. } => {
+                    if let Some(slot) = after.get_mut(&(ns.clone(), key.clone())) {
+                        *slot = Some(value.clone());
+                    }
+                }
+                Op::Delete { ns, key, .. } => {
+                    if let Some(slot) = after.get_mut(&(ns.clone(), key.clone())) {
+                        *slot = None;
+                    }
+                }
+                Op::Clear { ns } => {
+                    for ((k_ns, _), slot) in after.iter_mut() {
+                        if k_ns == ns {
+                            *slot = None;
+                        }
+                    }
+                }
+            }
+        }
+        let (source, actor) = current();
+        let mut size = 0;
+        let mut changes = Vec::new();
+        for ((ns, key), before) in &keys {
+            let after = &after[&(ns.clone(), key.clone())];
+            if before == after {
+                continue;
+            }
+            size += before.as_ref().map_or(0, Vec::len) + after.as_ref().map_or(0, Vec::len);
+            changes.push(KeyChange {
+                ns: ns.clone(),
+                key: key.clone(),
+                before: shown(ns, before.as_deref()),
+                after: shown(ns, after.as_deref()),
+            });
+        }
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        // A huge change (a bulk replace) keeps its first keys only.
+        let keys = changes
+            .iter()
+            .take(MAX_ENTRY_KEYS)
+            .map(|c| format!("{}/{}", c.ns, c.key))
+            .collect();
+        let secret = changes.iter().any(|c| SECRET.contains(&c.ns.as_str()));
+        let fits = size <= MAX_ENTRY_VALUES && changes.len() <= MAX_ENTRY_KEYS;
+        let complete = fits && !secret;
+        if !fits {
+            changes.clear();
+        }
+        Ok(Some(Change {
+            id: new_id(),
+            time: now(),
+            actor,
+            source,
+            keys,
+            changes,
+            complete,
+            reverts: None,
+        }))
+    }
+}
+
+#[async_trait]
+impl Store for Journaled {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn get(&self, ns: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.inner.get(ns, key).await
+    }
+
+    async fn scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        self.inner.scan(ns, prefix, cursor, limit).await
+    }
+
+    async fn transact(&self, mut ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
+        let Some(entry) = self.entry(&ops).await? else {
+            return self.inner.transact(ops).await;
+        };
+        ops.push(Op::Put {
+            ns: JOURNAL.into(),
+            key: entry.id.clone(),
+            value: serde_json::to_vec(&entry).unwrap_or_default(),
+            expect: Expect::Absent,
+        });
+        let mut done = self.inner.transact(ops).await?;
+        done.pop();
+        Ok(done)
+    }
+
+    async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+        self.inner.import(ns, items).await
+    }
+
+    async fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.namespaces().await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+}
+
+/// Writes `entry` as is (a rollback's, or a restore's marker) with `ops`.
+pub async fn transact_with(
+    store: &dyn Store,
+    mut ops: Vec<Op>,
+    entry: &Change,
+) -> Result<(), StoreError> {
+    ops.push(Op::Put {
+        ns: JOURNAL.into(),
+        key: entry.id.clone(),
+        value: serde_json::to_vec(entry).unwrap_or_default(),
+        expect: Expect::Absent,
+    });
+    store.transact(ops).await.map(|_| ())
+}
+
+/// A new entry made by this task's context.
+pub fn entry(changes: Vec<KeyChange>, complete: bool, reverts: Option<Vec<String>>) -> Change {
+    let (source, actor) = current();
+    Change {
+        id: new_id(),
+        time: now(),
+        actor,
+        source,
+        keys: changes
+            .iter()
+            .map(|c| format!("{}/{}", c.ns, c.key))
+            .collect(),
+        changes,
+        complete,
+        reverts,
+    }
+}
+
+/// Whether values of `ns` are kept as they are.
+pub fn journaled(ns: &str) -> bool {
+    !UNJOURNALED.contains(&ns)
+}
+
+/// How a stored value appears in an entry (for entries made by hand).
+pub fn show(ns: &str, bytes: Option<&[u8]>) -> Value {
+    shown(ns, bytes)
+}
