@@ -20,8 +20,19 @@ use portcullis::domain::User;
 use portcullis::services::{Recovery, USER_EMAILS, USERS};
 use serde_json::json;
 
-const USER_COUNT: usize = 10_000;
-const DOCUMENTS: usize = 100_000;
+/// Users and documents measured by `cargo bench`. Under `cargo test`
+/// (no `--bench` argument) the same code runs on a hundredth of them, so
+/// CI checks it works without spending minutes on it.
+const USERS_MEASURED: usize = 10_000;
+const DOCUMENTS_MEASURED: usize = 100_000;
+
+fn scale() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        1
+    } else {
+        100
+    }
+}
 const FOLDERS: usize = 100;
 const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -39,8 +50,9 @@ fn put(ns: &str, key: String, value: Vec<u8>) -> Op {
 /// e-mail index, folders and documents, as the server stores them.
 fn records() -> Vec<Op> {
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$Zk1l9TXf8S8XHdNH0bKM4c8Yd3S3QzS9ItFmZbhYgkM";
-    let mut ops = Vec::with_capacity(2 * USER_COUNT + FOLDERS + DOCUMENTS);
-    for u in 0..USER_COUNT {
+    let (user_count, documents) = (USERS_MEASURED / scale(), DOCUMENTS_MEASURED / scale());
+    let mut ops = Vec::with_capacity(2 * user_count + FOLDERS + documents);
+    for u in 0..user_count {
         let user = User {
             id: format!("{u:016x}"),
             email: format!("user{u}@example.com"),
@@ -63,7 +75,7 @@ fn records() -> Vec<Op> {
             serde_json::to_vec(&user).unwrap(),
         ));
     }
-    let owner = |i: usize| json!({"__entity": {"type": "Portcullis::User", "id": format!("{:016x}", i % USER_COUNT)}});
+    let owner = |i: usize| json!({"__entity": {"type": "Portcullis::User", "id": format!("{:016x}", i % user_count)}});
     let mut entity = |doc: serde_json::Value| {
         let uid = format!(
             "{}::\"{}\"",
@@ -79,7 +91,7 @@ fn records() -> Vec<Op> {
             "attrs": {"owner": owner(f)}, "parents": []}),
         );
     }
-    for d in 0..DOCUMENTS {
+    for d in 0..documents {
         entity(
             json!({"uid": {"type": "Docs::Document", "id": format!("d{d}")},
             "attrs": {"owner": owner(d), "classification": "internal", "public": d % 10 == 0},

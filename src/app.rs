@@ -59,7 +59,10 @@ async fn accounts_on(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<A
 /// for the CLI.
 pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
     accounts_on(
-        Journaled::wrap(open_registry(config).await?.store()),
+        Journaled::wrap(
+            open_registry(config).await?.store(),
+            config.recovery.journal_retention_days,
+        ),
         config,
     )
     .await
@@ -71,7 +74,7 @@ pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
 /// restore).
 pub async fn open_recovery(config: &Config) -> anyhow::Result<(Arc<Registry>, Catalog, Accounts)> {
     let registry = open_registry(config).await?;
-    let store = Journaled::wrap(registry.store());
+    let store = Journaled::wrap(registry.store(), config.recovery.journal_retention_days);
     let accounts = accounts_on(store.clone(), config).await?;
     let cache = CacheSettings {
         decision_capacity: 0,
@@ -112,7 +115,7 @@ impl App {
         // Everything the server writes is journaled (restores and
         // rollbacks write the registry's store directly, with their own
         // entries).
-        let store = Journaled::wrap(registry.store());
+        let store = Journaled::wrap(registry.store(), config.recovery.journal_retention_days);
         let identities = Arc::new(Identities::new(
             registry.clone(),
             store.clone(),

@@ -392,6 +392,24 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
                 }})),
             ),
         ),
+        ("get", "/iam/recovery/changes") => (
+            None,
+            (
+                "200",
+                Some(json!({"type": "object", "required": ["changes"], "properties": {
+                    "changes": {"type": "array", "items": schema_ref("Change")},
+                    "next": {"type": "string"}}})),
+            ),
+        ),
+        ("post", "/iam/recovery/rollback/{change_id}") => (
+            None,
+            (
+                "200",
+                Some(json!({"type": "object", "required": ["rollback", "reverted"], "properties": {
+                    "rollback": schema_ref("Change"),
+                    "reverted": {"type": "array", "items": {"type": "string"}}}})),
+            ),
+        ),
         ("post", "/iam/sync/run") => (
             Some(json!({"type": "object", "additionalProperties": false, "properties": {
                 "directory": {"type": "string"},
@@ -459,6 +477,13 @@ fn graph_components() -> Map<String, Value> {
             "properties": {"from": uid, "kind": kind, "to": uid}},
         "Edge": {"type": "object", "required": ["from", "kind", "to", "created_at"],
             "properties": {"from": text, "kind": kind, "to": text, "created_at": {"type": "integer"}}},
+        "Change": {"type": "object", "required": ["id", "time", "actor", "source", "keys", "changes", "complete"],
+            "properties": {"id": text, "time": {"type": "integer"}, "actor": text, "source": text,
+                "keys": {"type": "array", "items": text},
+                "changes": {"type": "array", "items": {"type": "object", "required": ["ns", "key", "before", "after"],
+                    "properties": {"ns": text, "key": text, "before": {}, "after": {}}}},
+                "complete": {"type": "boolean"},
+                "reverts": {"type": "array", "items": text}}},
         "SyncReport": {"type": "object",
             "required": ["id", "directories", "mode", "dry_run", "trigger", "started", "finished", "status",
                          "created", "updated", "disabled", "unchanged", "removed", "errors"],

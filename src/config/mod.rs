@@ -107,6 +107,8 @@ pub struct RecoveryConfig {
     /// Base64 of 32 random bytes (`openssl rand -base64 32`): backups are
     /// then sealed with AES-256-GCM, and sealed ones can be restored.
     pub key: Option<Secret>,
+    /// Change-journal entries older than this are deleted; 0: kept forever.
+    pub journal_retention_days: u64,
 }
 
 impl RecoveryConfig {
@@ -131,6 +133,7 @@ impl Default for RecoveryConfig {
         Self {
             dir: PathBuf::from("var/backups"),
             key: None,
+            journal_retention_days: 90,
         }
     }
 }

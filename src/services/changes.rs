@@ -20,7 +20,7 @@ use super::accounts::Accounts;
 use super::catalog::{Catalog, ServiceError};
 use super::journal::{self, Change, JOURNAL, KeyChange};
 use super::recovery::reload_everything;
-use crate::backends::{Expect, Op, Store, StoreError};
+use crate::backends::{Expect, Op, Store, StoreError, encode_cursor};
 
 /// Entries a page answers at most.
 pub const MAX_PAGE: usize = 500;
@@ -140,7 +140,7 @@ pub async fn list_changes(
         let page = store.scan(JOURNAL, "", cursor.as_deref(), 200).await?;
         let last = page.items.len() < 200;
         for (key, item) in page.items {
-            cursor = Some(key.clone());
+            cursor = Some(encode_cursor(&key));
             let change = decode(&key, &item.value)?;
             if query.since.is_some_and(|since| change.time < since) {
                 return Ok(ChangePage {
@@ -193,7 +193,7 @@ impl Rollback<'_> {
                 if key.as_str() >= id {
                     break 'scan;
                 }
-                cursor = Some(key.clone());
+                cursor = Some(encode_cursor(&key));
                 newer.push(decode(&key, &item.value)?);
             }
             if last {

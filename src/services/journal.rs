@@ -131,12 +131,49 @@ pub struct Change {
     pub reverts: Option<Vec<String>>,
 }
 
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The id prefix of an entry made at `nanos`: later times sort first.
+fn id_prefix(nanos: u64) -> String {
+    format!("{:020}", u64::MAX - nanos)
+}
+
 /// A new entry id: newer ids sort first (the store scans in key order).
 fn new_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    format!("{:020}-{}", u64::MAX - nanos, random_id())
+    format!("{}-{}", id_prefix(now_nanos()), random_id())
+}
+
+/// Journaled writes between two prunes of old entries.
+const PRUNE_EVERY: u64 = 256;
+/// Entries a prune deletes per transaction.
+const PRUNE_BATCH: usize = 500;
+
+/// Deletes the entries made before `cutoff_nanos`; answers how many. They
+/// sort after every newer one, so they are found without reading the rest.
+pub async fn prune(store: &dyn Store, cutoff_nanos: u64) -> Result<usize, StoreError> {
+    let after = crate::backends::encode_cursor(&format!("{}~", id_prefix(cutoff_nanos)));
+    let mut removed = 0;
+    loop {
+        let page = store.scan(JOURNAL, "", Some(&after), PRUNE_BATCH).await?;
+        if page.items.is_empty() {
+            return Ok(removed);
+        }
+        let ops: Vec<Op> = page
+            .items
+            .iter()
+            .map(|(key, _)| Op::Delete {
+                ns: JOURNAL.into(),
+                key: key.clone(),
+                expect: Expect::Any,
+            })
+            .collect();
+        removed += ops.len();
+        store.transact(ops).await?;
+    }
 }
 
 /// How a stored value appears in the journal.
@@ -175,14 +212,46 @@ pub(super) fn stored_bytes(ns: &str, value: &Value) -> Result<Option<Vec<u8>>, (
     serde_json::to_vec(value).map(Some).map_err(|_| ())
 }
 
-/// The active store, journaling every write that passes through.
+/// The active store, journaling every write that passes through, and
+/// pruning entries older than the retention now and then.
 pub struct Journaled {
     inner: Arc<dyn Store>,
+    /// Entries are kept this long; `None`: forever.
+    retention: Option<std::time::Duration>,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl Journaled {
-    pub fn wrap(inner: Arc<dyn Store>) -> Arc<dyn Store> {
-        Arc::new(Journaled { inner })
+    pub fn wrap(inner: Arc<dyn Store>, retention_days: u64) -> Arc<dyn Store> {
+        Arc::new(Journaled {
+            inner,
+            retention: (retention_days > 0)
+                .then(|| std::time::Duration::from_secs(retention_days * 86_400)),
+            writes: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Every [`PRUNE_EVERY`] journaled writes, old entries are deleted in
+    /// the background; a failure is left for the next time.
+    fn maybe_prune(&self) {
+        let Some(retention) = self.retention else {
+            return;
+        };
+        let n = self
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !n.is_multiple_of(PRUNE_EVERY) {
+            return;
+        }
+        let store = self.inner.clone();
+        let cutoff = now_nanos().saturating_sub(retention.as_nanos() as u64);
+        tokio::spawn(async move {
+            match prune(store.as_ref(), cutoff).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "Pruned old change-journal entries."),
+                Err(e) => tracing::warn!(error = %e, "Could not prune the change journal."),
+            }
+        });
     }
 
     /// The entry for `ops`, or `None` when none of them is journaled.
@@ -316,6 +385,7 @@ impl Store for Journaled {
         });
         let mut done = self.inner.transact(ops).await?;
         done.pop();
+        self.maybe_prune();
         Ok(done)
     }
 
@@ -373,4 +443,66 @@ pub fn journaled(ns: &str) -> bool {
 /// How a stored value appears in an entry (for entries made by hand).
 pub fn show(ns: &str, bytes: Option<&[u8]>) -> Value {
     shown(ns, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::SqliteStore;
+
+    #[tokio::test]
+    async fn writes_are_journaled_with_their_values_and_old_entries_pruned() {
+        let raw: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(std::path::Path::new(":memory:"))
+                .await
+                .unwrap(),
+        );
+        let store = Journaled::wrap(raw.clone(), 30);
+        let context = Context::new("test", Some("tester".into()));
+        within(context, async {
+            store
+                .put("rbac", "a", b"{\"n\":1}", Expect::Any)
+                .await
+                .unwrap();
+            store
+                .put("rbac", "a", b"{\"n\":2}", Expect::Any)
+                .await
+                .unwrap();
+            // Not journaled, and secret.
+            store
+                .put("login_failures", "x", b"{}", Expect::Any)
+                .await
+                .unwrap();
+            store
+                .put("signing_keys", "k", b"secret", Expect::Any)
+                .await
+                .unwrap();
+        })
+        .await;
+        let entries = crate::backends::scan_all(raw.as_ref(), JOURNAL)
+            .await
+            .unwrap();
+        let entries: Vec<Change> = entries
+            .iter()
+            .map(|(_, v)| serde_json::from_slice(&v.value).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        // Newest first.
+        assert_eq!(entries[0].keys, ["signing_keys/k"]);
+        assert!(!entries[0].complete);
+        assert!(entries[0].changes[0].after["sha256"].is_string());
+        assert_eq!(entries[1].changes[0].before, serde_json::json!({"n": 1}));
+        assert_eq!(entries[1].changes[0].after, serde_json::json!({"n": 2}));
+        assert_eq!(entries[2].actor, "tester");
+        assert_eq!(entries[2].source, "test");
+
+        // Nothing is older than an hour ago; everything is older than now.
+        let hour = 3_600_000_000_000;
+        assert_eq!(prune(raw.as_ref(), now_nanos() - hour).await.unwrap(), 0);
+        assert_eq!(prune(raw.as_ref(), now_nanos() + 1).await.unwrap(), 3);
+        let left = crate::backends::scan_all(raw.as_ref(), JOURNAL)
+            .await
+            .unwrap();
+        assert!(left.is_empty());
+    }
 }

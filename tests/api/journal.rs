@@ -214,14 +214,21 @@ async fn the_journal_filters_pages_and_keeps_secrets_out() {
     assert!(by_key.len() >= 2, "registered, then renamed: {by_key:?}");
     let (_, page) = admin(&app, Method::GET, "/iam/recovery/changes?limit=1", None).await;
     let next = page["next"].as_str().unwrap();
-    let (_, second) = admin(
+    let (status, second) = admin(
         &app,
         Method::GET,
         &format!("/iam/recovery/changes?limit=1&cursor={next}"),
         None,
     )
     .await;
-    assert_ne!(page["changes"][0]["id"], second["changes"][0]["id"]);
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let first_id = page["changes"][0]["id"].as_str();
+    let second_id = second["changes"][0]["id"].as_str();
+    assert!(second_id.is_some(), "{second}");
+    assert!(
+        first_id < second_id,
+        "ids sort newest first: {page} {second}"
+    );
     assert_error(
         &admin(&app, Method::GET, "/iam/recovery/changes?limit=0", None).await,
         StatusCode::BAD_REQUEST,
