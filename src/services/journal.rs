@@ -309,7 +309,6 @@ impl Journaled {
                 }
             }
         }
-        let (source, actor) = current();
         let mut size = 0;
         let mut changes = Vec::new();
         for ((ns, key), before) in &keys {
@@ -328,28 +327,15 @@ impl Journaled {
         if changes.is_empty() {
             return Ok(None);
         }
-        // A huge change (a bulk replace) keeps its first keys only.
-        let keys = changes
-            .iter()
-            .take(MAX_ENTRY_KEYS)
-            .map(|c| format!("{}/{}", c.ns, c.key))
-            .collect();
         let secret = changes.iter().any(|c| SECRET.contains(&c.ns.as_str()));
         let fits = size <= MAX_ENTRY_VALUES && changes.len() <= MAX_ENTRY_KEYS;
-        let complete = fits && !secret;
+        let mut made = entry(changes, fits && !secret, None);
+        // A huge change (a bulk replace) keeps its first keys, no values.
+        made.keys.truncate(MAX_ENTRY_KEYS);
         if !fits {
-            changes.clear();
+            made.changes.clear();
         }
-        Ok(Some(Change {
-            id: new_id(),
-            time: now(),
-            actor,
-            source,
-            keys,
-            changes,
-            complete,
-            reverts: None,
-        }))
+        Ok(Some(made))
     }
 }
 
