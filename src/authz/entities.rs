@@ -41,8 +41,9 @@ pub fn parse_entities(
     let mut seen = HashSet::with_capacity(items.len());
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        let entity = Entity::from_json_value(item, schema)
-            .map_err(|e| AuthzError::EntitiesInvalid(format!("entity #{index}: {}", detail(&e))))?;
+        let entity = Entity::from_json_value(item, schema).map_err(|e| {
+            AuthzError::EntitiesInvalid(format!("entity #{index}: {}", error_chain(&e)))
+        })?;
         let key = entity_key(&entity.uid());
         if !seen.insert(key.clone()) {
             return Err(AuthzError::EntitiesInvalid(format!(
@@ -94,8 +95,9 @@ fn with_parents_of(doc: &serde_json::Value, extra: &serde_json::Value) -> serde_
     doc
 }
 
-/// An error with its cause chain, which is where Cedar puts the specifics.
-fn detail(e: &dyn std::error::Error) -> String {
+/// An error with its cause chain, on one line (Cedar puts the specifics
+/// in the causes).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -149,7 +151,7 @@ impl EntitySnapshot {
             list.push(p.entity);
         }
         let entities = Entities::from_entities(list, schema)
-            .map_err(|e| AuthzError::EntitiesInvalid(detail(&e)))?;
+            .map_err(|e| AuthzError::EntitiesInvalid(error_chain(&e)))?;
         Ok(EntitySnapshot {
             generation,
             entities,
@@ -178,7 +180,7 @@ impl EntitySnapshot {
         let mut list = Vec::with_capacity(docs.len() + overlay.len());
         let parse = |doc: serde_json::Value, key: &str| {
             Entity::from_json_value(doc, schema)
-                .map_err(|e| AuthzError::EntitiesInvalid(format!("{key}: {}", detail(&e))))
+                .map_err(|e| AuthzError::EntitiesInvalid(format!("{key}: {}", error_chain(&e))))
         };
         for (key, doc) in &docs {
             let doc = match overlay.get(key) {
@@ -197,7 +199,7 @@ impl EntitySnapshot {
             }
         }
         let entities = Entities::from_entities(list, schema)
-            .map_err(|e| AuthzError::EntitiesInvalid(detail(&e)))?;
+            .map_err(|e| AuthzError::EntitiesInvalid(error_chain(&e)))?;
         Ok(EntitySnapshot {
             generation,
             entities,
@@ -234,7 +236,7 @@ impl EntitySnapshot {
             list.push(p.entity);
         }
         let invalid = |e: cedar_policy::entities_errors::EntitiesError| {
-            AuthzError::EntitiesInvalid(detail(&e))
+            AuthzError::EntitiesInvalid(error_chain(&e))
         };
         let entities = self
             .entities
@@ -387,11 +389,11 @@ pub(crate) fn merge(
     }
     if checked && supplied.is_empty() {
         return Entities::from_entities(by_uid.into_values(), None)
-            .map_err(|e| AuthzError::EntitiesInvalid(detail(&e)));
+            .map_err(|e| AuthzError::EntitiesInvalid(error_chain(&e)));
     }
     for entity in supplied {
         by_uid.insert(entity.uid(), entity);
     }
     Entities::from_entities(by_uid.into_values(), schema)
-        .map_err(|e| AuthzError::EntitiesInvalid(detail(&e)))
+        .map_err(|e| AuthzError::EntitiesInvalid(error_chain(&e)))
 }

@@ -52,32 +52,45 @@ pub fn user_entity(user: &User) -> Result<Entity, AuthzError> {
     .map_err(|e| AuthzError::EntitiesInvalid(format!("user {}: {e}", user.id)))
 }
 
+/// References to `Portcullis::Group::"<directory>:<id>"` for each id: a
+/// directory user's or group's parents.
+pub fn directory_group_refs(directory: &str, ids: &[String]) -> Vec<Value> {
+    ids.iter()
+        .map(|id| json!({"type": GROUP_TYPE, "id": qualified(directory, id)}))
+        .collect()
+}
+
+/// A directory user's attributes, read at decision time or imported.
+pub fn directory_user_attrs(
+    email: Option<&str>,
+    name: Option<&str>,
+    active: bool,
+) -> Map<String, Value> {
+    let mut attrs = Map::new();
+    if let Some(email) = email {
+        attrs.insert("email".into(), json!(email));
+    }
+    if let Some(name) = name {
+        attrs.insert("name".into(), json!(name));
+    }
+    attrs.insert("active".into(), json!(active));
+    attrs
+}
+
 /// The user and every group it reaches.
 pub fn identity_entities(identity: &DirectoryIdentity) -> Result<Vec<Entity>, AuthzError> {
     let dir = &identity.directory;
-    let group_refs = |ids: &[String]| -> Vec<Value> {
-        ids.iter()
-            .map(|id| json!({"type": GROUP_TYPE, "id": qualified(dir, id)}))
-            .collect()
-    };
-    let mut attrs = Map::new();
-    if let Some(email) = &identity.email {
-        attrs.insert("email".into(), json!(email));
-    }
-    if let Some(name) = &identity.name {
-        attrs.insert("name".into(), json!(name));
-    }
-    attrs.insert("active".into(), json!(true));
+    let attrs = directory_user_attrs(identity.email.as_deref(), identity.name.as_deref(), true);
     let mut docs = vec![json!({
         "uid": {"type": USER_TYPE, "id": identity.user_id()},
         "attrs": attrs,
-        "parents": group_refs(&identity.member_of),
+        "parents": directory_group_refs(dir, &identity.member_of),
     })];
     docs.extend(identity.groups.iter().map(|group| {
         json!({
             "uid": {"type": GROUP_TYPE, "id": qualified(dir, &group.id)},
             "attrs": {"name": group.id},
-            "parents": group_refs(&group.parents),
+            "parents": directory_group_refs(dir, &group.parents),
         })
     }));
     docs.into_iter()

@@ -21,11 +21,12 @@ mod uid;
 pub use cache::CacheSettings;
 pub use diagnostics::Diagnostic;
 pub use engine::{Decided, Engine, Outcome, ResolvedIdentity};
-pub use entities::{EntitySnapshot, entity_key, parse_entities};
+pub use entities::{EntitySnapshot, entity_key, error_chain, parse_entities};
 pub use error::AuthzError;
 pub use identity::{
     ADMIN_ROLE, AGENT_TYPE, GROUP_TYPE, PROVIDER_TYPE, ROLE_TYPE, SERVICE_ACCOUNT_TYPE, USER_TYPE,
-    identity_entities, portcullis_uid, user_entity, user_uid,
+    directory_group_refs, directory_user_attrs, identity_entities, portcullis_uid, user_entity,
+    user_uid,
 };
 pub use policies::{
     PolicyDir, PolicyInfo, PolicyInputs, PolicyOrigin, PolicySnapshot, dir_fingerprint,

@@ -28,8 +28,10 @@ use serde_json::{Map, Value, json};
 
 use super::catalog::{Catalog, ServiceError};
 use super::graph::IAM;
-use super::tokens::{now, random_id};
-use crate::authz::{GROUP_TYPE, USER_TYPE, portcullis_uid};
+use super::tokens::{now, now_nanos, random_id};
+use crate::authz::{
+    GROUP_TYPE, USER_TYPE, directory_group_refs, directory_user_attrs, error_chain, portcullis_uid,
+};
 use crate::backends::{
     Directory, Expect, LdapDirectory, Listing, Op, Registry, StoreError, scan_prefix,
 };
@@ -164,35 +166,20 @@ impl DirectoryState {
     pub fn entities(
         &self,
     ) -> impl Iterator<Item = (cedar_policy::EntityUid, Map<String, Value>, Vec<Value>)> {
-        let group_refs = |directory: &str, ids: &[String]| -> Vec<Value> {
-            ids.iter()
-                .map(
-                    |id| json!({"type": GROUP_TYPE, "id": crate::domain::qualified(directory, id)}),
-                )
-                .collect()
-        };
-        let users = self.users.values().map(move |u| {
-            let mut attrs = Map::new();
-            if let Some(email) = &u.email {
-                attrs.insert("email".into(), json!(email));
-            }
-            if let Some(name) = &u.name {
-                attrs.insert("name".into(), json!(name));
-            }
-            attrs.insert("active".into(), json!(u.active));
+        let users = self.users.values().map(|u| {
             (
                 portcullis_uid(USER_TYPE, &u.user_id()),
-                attrs,
-                group_refs(&u.directory, &u.member_of),
+                directory_user_attrs(u.email.as_deref(), u.name.as_deref(), u.active),
+                directory_group_refs(&u.directory, &u.member_of),
             )
         });
-        let groups = self.groups.values().map(move |g| {
+        let groups = self.groups.values().map(|g| {
             let mut attrs = Map::new();
             attrs.insert("name".into(), json!(g.id));
             (
                 portcullis_uid(GROUP_TYPE, &g.group_id()),
                 attrs,
-                group_refs(&g.directory, &g.parents),
+                directory_group_refs(&g.directory, &g.parents),
             )
         });
         users.chain(groups)
@@ -397,10 +384,7 @@ impl Federation<'_> {
     async fn keep(&self, report: &SyncReport) -> Result<(), SyncError> {
         let store = self.catalog.store();
         // Keys sort as the runs finished: nanoseconds, then the id.
-        let finished = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let key = format!("{RUN}{finished:024}-{}", report.id);
+        let key = format!("{RUN}{:020}-{}", now_nanos(), report.id);
         let value = serde_json::to_vec(report).unwrap_or_default();
         store.put(SYNC_RUNS, &key, &value, Expect::Any).await?;
         let runs = scan_prefix(store.as_ref(), SYNC_RUNS, RUN).await?;
@@ -427,21 +411,6 @@ impl Federation<'_> {
             })
             .collect()
     }
-}
-
-/// An error with its causes, as one line for the report.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[derive(Debug, thiserror::Error)]

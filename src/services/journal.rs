@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::tokens::{hex, now, random_id};
+use super::tokens::{hex, now, now_nanos, random_id};
 use crate::backends::{Expect, Op, ScanPage, Store, StoreError, Versioned};
 
 /// The namespace of journal entries.
@@ -131,12 +131,6 @@ pub struct Change {
     pub reverts: Option<Vec<String>>,
 }
 
-fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The id prefix of an entry made at `nanos`: later times sort first.
 fn id_prefix(nanos: u64) -> String {
     format!("{:020}", u64::MAX - nanos)
@@ -177,7 +171,7 @@ pub async fn prune(store: &dyn Store, cutoff_nanos: u64) -> Result<usize, StoreE
 }
 
 /// How a stored value appears in the journal.
-fn shown(ns: &str, bytes: Option<&[u8]>) -> Value {
+pub fn show(ns: &str, bytes: Option<&[u8]>) -> Value {
     let Some(bytes) = bytes else {
         return Value::Null;
     };
@@ -320,8 +314,8 @@ impl Journaled {
             changes.push(KeyChange {
                 ns: ns.clone(),
                 key: key.clone(),
-                before: shown(ns, before.as_deref()),
-                after: shown(ns, after.as_deref()),
+                before: show(ns, before.as_deref()),
+                after: show(ns, after.as_deref()),
             });
         }
         if changes.is_empty() {
@@ -419,16 +413,6 @@ pub fn entry(changes: Vec<KeyChange>, complete: bool, reverts: Option<Vec<String
         complete,
         reverts,
     }
-}
-
-/// Whether values of `ns` are kept as they are.
-pub fn journaled(ns: &str) -> bool {
-    !UNJOURNALED.contains(&ns)
-}
-
-/// How a stored value appears in an entry (for entries made by hand).
-pub fn show(ns: &str, bytes: Option<&[u8]>) -> Value {
-    shown(ns, bytes)
 }
 
 #[cfg(test)]
