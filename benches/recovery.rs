@@ -17,7 +17,7 @@ use portcullis::authz::entity_key;
 use portcullis::backends::{Expect, Op, RedisStore};
 use portcullis::config::{Config, StoreConfig};
 use portcullis::domain::User;
-use portcullis::services::{Recovery, USER_EMAILS, USERS};
+use portcullis::services::{Recovery, RecoverySettings, USER_EMAILS, USERS};
 use serde_json::json;
 
 /// Users and documents measured by `cargo bench`. Under `cargo test`
@@ -124,7 +124,7 @@ async fn measure(name: &str, store: StoreConfig) -> anyhow::Result<()> {
         registry: &registry,
         catalog: &catalog,
         accounts: &accounts,
-        dir: &config.recovery.dir,
+        settings: RecoverySettings::from_config(&config.recovery),
         key: None,
     };
     let started = Instant::now();

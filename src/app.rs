@@ -59,10 +59,7 @@ async fn accounts_on(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<A
 /// for the CLI.
 pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
     accounts_on(
-        Journaled::wrap(
-            open_registry(config).await?.store(),
-            config.recovery.journal_retention_days,
-        ),
+        Journaled::wrap(open_registry(config).await?.store(), &config.recovery),
         config,
     )
     .await
@@ -74,7 +71,7 @@ pub async fn open_accounts(config: &Config) -> anyhow::Result<Accounts> {
 /// restore).
 pub async fn open_recovery(config: &Config) -> anyhow::Result<(Arc<Registry>, Catalog, Accounts)> {
     let registry = open_registry(config).await?;
-    let store = Journaled::wrap(registry.store(), config.recovery.journal_retention_days);
+    let store = Journaled::wrap(registry.store(), &config.recovery);
     let accounts = accounts_on(store.clone(), config).await?;
     let cache = CacheSettings {
         decision_capacity: 0,
@@ -95,8 +92,12 @@ pub async fn open_recovery(config: &Config) -> anyhow::Result<(Arc<Registry>, Ca
     Ok((registry, catalog, accounts))
 }
 
-/// The configured backends, with the active store open.
+/// The configured backends, with the active store open; the `[recovery]`
+/// defaults are checked first, as the settings API checks changes.
 async fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
+    crate::services::RecoverySettings::from_config(&config.recovery)
+        .validate(config.recovery.key.is_some())
+        .context("invalid [recovery] settings in the config")?;
     Registry::open(
         &config.store,
         &config.backends,
@@ -115,7 +116,7 @@ impl App {
         // Everything the server writes is journaled (restores and
         // rollbacks write the registry's store directly, with their own
         // entries).
-        let store = Journaled::wrap(registry.store(), config.recovery.journal_retention_days);
+        let store = Journaled::wrap(registry.store(), &config.recovery);
         let identities = Arc::new(Identities::new(
             registry.clone(),
             store.clone(),
@@ -187,6 +188,7 @@ impl App {
                 .key_bytes()?
                 .and_then(|bytes| crate::services::SealKey::new(&bytes))
                 .map(Arc::new),
+            backup_schedule: Arc::new(tokio::sync::Notify::new()),
             decision_log: Arc::new(
                 DecisionLog::start(&config.decision_log).context("cannot open the decision log")?,
             ),
@@ -198,6 +200,7 @@ impl App {
                 sync_mode(&config.sync.mode),
             )
         });
+        let backups = spawn_backup_schedule(state.clone());
         Ok(App {
             listener,
             grpc_listener,
@@ -206,6 +209,7 @@ impl App {
                 .into_iter()
                 .chain(listener_task)
                 .chain(schedule)
+                .chain([backups])
                 .collect(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
@@ -389,6 +393,49 @@ fn spawn_sync_schedule(state: Arc<AppState>, every: Duration, mode: SyncMode) ->
             }
         }
     })
+}
+
+/// Takes a backup whenever the newest one is older than the interval in
+/// force. The settings are read again each time it wakes: at the due time,
+/// at least every minute (another instance may have changed them), and at
+/// once when they are changed here.
+fn spawn_backup_schedule(state: Arc<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let wait = scheduled_backup(&state).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "Scheduled backup could not run.");
+                LOOK_AGAIN
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = state.backup_schedule.notified() => {}
+            }
+        }
+    })
+}
+
+/// The longest the backup schedule sleeps before reading its settings again.
+const LOOK_AGAIN: Duration = Duration::from_secs(60);
+
+/// Takes the scheduled backup if one is due; answers how long to wait
+/// before looking again.
+async fn scheduled_backup(state: &AppState) -> anyhow::Result<Duration> {
+    let recovery = api::recovery(state).await?;
+    let every = recovery.settings.backup_interval_seconds;
+    if every == 0 {
+        return Ok(LOOK_AGAIN);
+    }
+    let due = recovery
+        .list()?
+        .first()
+        .map_or(0, |newest| newest.created + every);
+    let now = crate::services::now();
+    if now < due {
+        return Ok(Duration::from_secs(due - now).min(LOOK_AGAIN));
+    }
+    let manifest = recovery.backup(Some("scheduled".into())).await?;
+    tracing::info!(backup = %manifest.id, "Scheduled backup taken.");
+    Ok(Duration::from_secs(every).min(LOOK_AGAIN))
 }
 
 /// Applies change notices from other instances as they arrive.

@@ -69,12 +69,12 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Back up every namespace of the active store into `recovery.dir`.
+    /// Back up every namespace of the active store into the backup location.
     Backup {
         #[arg(long)]
         label: Option<String>,
     },
-    /// List the backups in `recovery.dir`, newest first.
+    /// List the backups in the backup location, newest first.
     Backups,
     /// Import users and groups from the LDAP directories into the active
     /// store, as `POST /iam/sync/run` does. Exits 1 when the run failed.
@@ -142,11 +142,16 @@ fn store_command(config: Config, command: Command) -> ExitCode {
             .recovery
             .key_bytes()?
             .and_then(|bytes| portcullis::services::SealKey::new(&bytes));
+        let settings = portcullis::services::RecoverySettings::load(
+            catalog.store().as_ref(),
+            &config.recovery,
+        )
+        .await?;
         let recovery = portcullis::services::Recovery {
             registry: &registry,
             catalog: &catalog,
             accounts: &accounts,
-            dir: &config.recovery.dir,
+            settings,
             key: key.as_ref(),
         };
         let answer = match command {

@@ -53,6 +53,7 @@ use tracing::Instrument;
 
 pub use error::ApiError;
 pub use grpc::ExtAuthzGrpc;
+pub use recovery::recovery;
 pub use sync::federation;
 
 use crate::backends::Registry;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub recovery: RecoveryConfig,
     /// From `recovery.key`: seals backups.
     pub recovery_key: Option<Arc<crate::services::SealKey>>,
+    /// Wakes the backup schedule when its settings change.
+    pub backup_schedule: Arc<tokio::sync::Notify>,
     pub decision_log: Arc<DecisionLog>,
 }
 
@@ -771,6 +774,18 @@ pub fn routes(ext_authz_prefix: &str) -> Vec<Route> {
             "/iam/recovery/restore/{backup_id}",
             "Admin: replace the active store's contents with a backup (checked first, all or nothing)",
             recovery::restore,
+        ),
+        route(
+            "GET",
+            "/iam/recovery/config",
+            "Admin: the recovery settings in force (backup location, sealing, schedule, retention, journal retention)",
+            recovery::config,
+        ),
+        route(
+            "PATCH",
+            "/iam/recovery/config",
+            "Admin: change recovery settings; checked, stored, in force at once",
+            recovery::update_config,
         ),
         route(
             "GET",

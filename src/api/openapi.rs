@@ -392,6 +392,16 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
                 }})),
             ),
         ),
+        ("get", "/iam/recovery/config") => (None, ("200", Some(schema_ref("RecoverySettings")))),
+        ("patch", "/iam/recovery/config") => (
+            Some(json!({"type": "object", "additionalProperties": false, "properties": {
+                "dir": {"type": "string"}, "encrypt": {"type": "boolean"},
+                "backup_interval_seconds": {"type": "integer", "minimum": 0},
+                "retention_count": {"type": "integer", "minimum": 0},
+                "retention_days": {"type": "integer", "minimum": 0},
+                "journal_retention_days": {"type": "integer", "minimum": 0}}})),
+            ("200", Some(schema_ref("RecoverySettings"))),
+        ),
         ("get", "/iam/recovery/changes") => (
             None,
             (
@@ -499,6 +509,15 @@ fn graph_components() -> Map<String, Value> {
                 "size": {"type": "integer"}, "checksum": {"type": "string", "description": "hex SHA-256 of the backup file"},
                 "namespaces": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "format": {"type": "integer"}}},
+        "RecoverySettings": {"type": "object",
+            "required": ["dir", "encrypt", "backup_interval_seconds", "retention_count", "retention_days",
+                         "journal_retention_days", "key_configured"],
+            "properties": {"dir": text, "encrypt": {"type": "boolean"},
+                "backup_interval_seconds": {"type": "integer", "description": "0: no schedule"},
+                "retention_count": {"type": "integer", "description": "0: no limit"},
+                "retention_days": {"type": "integer", "description": "0: no age limit"},
+                "journal_retention_days": {"type": "integer", "description": "0: kept forever"},
+                "key_configured": {"type": "boolean"}}},
         "Reached": {"type": "object", "required": ["id", "via", "depth", "path"],
             "properties": {"id": text, "via": kind, "depth": {"type": "integer"},
                 "path": {"type": "array", "items": text}}},

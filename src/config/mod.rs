@@ -107,6 +107,14 @@ pub struct RecoveryConfig {
     /// Base64 of 32 random bytes (`openssl rand -base64 32`): backups are
     /// then sealed with AES-256-GCM, and sealed ones can be restored.
     pub key: Option<Secret>,
+    /// Seal new backups with `key`; unset: whenever a key is configured.
+    pub encrypt: Option<bool>,
+    /// A scheduled backup this often; 0: none (at least 60 otherwise).
+    pub backup_interval_seconds: u64,
+    /// Backups kept, newest first; 0: no limit.
+    pub retention_count: u32,
+    /// Backups older than this are deleted after the next backup; 0: kept.
+    pub retention_days: u64,
     /// Change-journal entries older than this are deleted; 0: kept forever.
     pub journal_retention_days: u64,
 }
@@ -133,6 +141,10 @@ impl Default for RecoveryConfig {
         Self {
             dir: PathBuf::from("var/backups"),
             key: None,
+            encrypt: None,
+            backup_interval_seconds: 0,
+            retention_count: 0,
+            retention_days: 0,
             journal_retention_days: 90,
         }
     }

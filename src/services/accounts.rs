@@ -456,7 +456,7 @@ impl Accounts {
             return Ok(());
         };
         let stored: serde_json::Value = decode(SETTINGS, SETTINGS_KEY, &item)?;
-        let merged = merge_settings(&self.settings(), &stored)
+        let merged = merge_settings(&*self.settings(), &stored)
             .map_err(|e| StoreError::Corrupt(format!("{SETTINGS}/{SETTINGS_KEY}: {e}")))?;
         self.settings.store(Arc::new(merged));
         Ok(())
@@ -479,7 +479,7 @@ impl Accounts {
             )));
         }
         let current = self.settings();
-        let next = merge_settings(&current, changes).map_err(AccountError::InvalidField)?;
+        let next = merge_settings(&*current, changes).map_err(AccountError::InvalidField)?;
         next.validate()
             .map_err(|(key, why)| AccountError::InvalidField(format!("`{key}` {why}")))?;
         self.store
@@ -1051,11 +1051,12 @@ impl Accounts {
     }
 }
 
-/// `changes` (a JSON object) over `base`; unknown keys are refused.
-fn merge_settings(
-    base: &AccountsConfig,
+/// `changes` (a JSON object) over `base`; unknown keys are refused (the
+/// settings types deny unknown fields).
+pub(super) fn merge_settings<T: Serialize + for<'de> Deserialize<'de>>(
+    base: &T,
     changes: &serde_json::Value,
-) -> Result<AccountsConfig, String> {
+) -> Result<T, String> {
     let mut value = serde_json::to_value(base).map_err(|e| e.to_string())?;
     if let (Some(target), Some(changes)) = (value.as_object_mut(), changes.as_object()) {
         for (key, change) in changes {

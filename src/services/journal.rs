@@ -24,8 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::recovery_settings::RecoverySettings;
 use super::tokens::{hex, now, now_nanos, random_id};
 use crate::backends::{Expect, Op, ScanPage, Store, StoreError, Versioned};
+use crate::config::RecoveryConfig;
 
 /// The namespace of journal entries.
 pub const JOURNAL: &str = "journal";
@@ -170,6 +172,25 @@ pub async fn prune(store: &dyn Store, cutoff_nanos: u64) -> Result<usize, StoreE
     }
 }
 
+/// Deletes the entries older than the journal retention in force (the
+/// stored recovery settings over `config`); answers how many.
+pub async fn prune_expired(
+    store: &dyn Store,
+    config: &RecoveryConfig,
+) -> Result<usize, StoreError> {
+    let days = RecoverySettings::load(store, config)
+        .await?
+        .journal_retention_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    prune(
+        store,
+        now_nanos().saturating_sub(days * 86_400 * 1_000_000_000),
+    )
+    .await
+}
+
 /// How a stored value appears in the journal.
 pub fn show(ns: &str, bytes: Option<&[u8]>) -> Value {
     let Some(bytes) = bytes else {
@@ -210,17 +231,16 @@ pub(super) fn stored_bytes(ns: &str, value: &Value) -> Result<Option<Vec<u8>>, (
 /// pruning entries older than the retention now and then.
 pub struct Journaled {
     inner: Arc<dyn Store>,
-    /// Entries are kept this long; `None`: forever.
-    retention: Option<std::time::Duration>,
+    /// `[recovery]`, under the stored settings that give the retention.
+    recovery: Arc<RecoveryConfig>,
     writes: std::sync::atomic::AtomicU64,
 }
 
 impl Journaled {
-    pub fn wrap(inner: Arc<dyn Store>, retention_days: u64) -> Arc<dyn Store> {
+    pub fn wrap(inner: Arc<dyn Store>, recovery: &RecoveryConfig) -> Arc<dyn Store> {
         Arc::new(Journaled {
             inner,
-            retention: (retention_days > 0)
-                .then(|| std::time::Duration::from_secs(retention_days * 86_400)),
+            recovery: Arc::new(recovery.clone()),
             writes: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -228,9 +248,6 @@ impl Journaled {
     /// Every [`PRUNE_EVERY`] journaled writes, old entries are deleted in
     /// the background; a failure is left for the next time.
     fn maybe_prune(&self) {
-        let Some(retention) = self.retention else {
-            return;
-        };
         let n = self
             .writes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -238,9 +255,9 @@ impl Journaled {
             return;
         }
         let store = self.inner.clone();
-        let cutoff = now_nanos().saturating_sub(retention.as_nanos() as u64);
+        let recovery = self.recovery.clone();
         tokio::spawn(async move {
-            match prune(store.as_ref(), cutoff).await {
+            match prune_expired(store.as_ref(), &recovery).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "Pruned old change-journal entries."),
                 Err(e) => tracing::warn!(error = %e, "Could not prune the change journal."),
@@ -427,7 +444,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        let store = Journaled::wrap(raw.clone(), 30);
+        let store = Journaled::wrap(raw.clone(), &RecoveryConfig::default());
         let context = Context::new("test", Some("tester".into()));
         within(context, async {
             store

@@ -17,6 +17,7 @@ mod mfa;
 mod passwords;
 mod rbac;
 mod recovery;
+mod recovery_settings;
 mod sealed;
 mod sidecar;
 mod throttle;
@@ -55,10 +56,11 @@ pub use rbac::{
     RbacState, principal_uid,
 };
 pub use recovery::{Manifest, Recovery, RecoveryError, Restored};
+pub use recovery_settings::{RECOVERY_SETTINGS_KEY, RecoverySettings};
 pub use sealed::SealKey;
 pub use sidecar::{CheckedRequest, Mapping, map_request};
 pub use throttle::LOGIN_FAILURES;
-pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, random_id};
+pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, now, random_id};
 pub use users::{AdminUpdate, UserPage};
 
 /// Namespaces only Portcullis itself writes (the catalog keeps the first

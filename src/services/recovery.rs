@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use super::accounts::Accounts;
 use super::catalog::{Catalog, ServiceError};
 use super::journal::{self, JOURNAL};
+use super::recovery_settings::RecoverySettings;
 use super::sealed::{Opener, SealKey, Sealer};
 use super::tokens::{hex, now, random_id};
 use crate::backends::{Expect, Notice, Op, Registry, StoreError};
@@ -116,8 +117,10 @@ pub struct Recovery<'a> {
     pub registry: &'a Arc<Registry>,
     pub catalog: &'a Catalog,
     pub accounts: &'a Accounts,
-    pub dir: &'a Path,
-    /// Seals new backups and opens sealed ones; `None`: plain backups.
+    /// The settings in force (see [`RecoverySettings::load`]).
+    pub settings: RecoverySettings,
+    /// `recovery.key`: opens sealed backups, and seals new ones when the
+    /// settings say so.
     pub key: Option<&'a SealKey>,
 }
 
@@ -149,16 +152,61 @@ fn check_id(id: &str) -> Result<(), RecoveryError> {
 }
 
 impl Recovery<'_> {
+    fn dir(&self) -> &Path {
+        &self.settings.dir
+    }
+
     fn data_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.backup.gz"))
+        self.dir().join(format!("{id}.backup.gz"))
     }
 
     fn manifest_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+        self.dir().join(format!("{id}.json"))
     }
 
-    /// Backs up every namespace of the active store.
+    /// The key new backups are sealed with, if the settings seal them.
+    fn sealing_key(&self) -> Result<Option<&SealKey>, RecoveryError> {
+        match (self.settings.encrypt, self.key) {
+            (false, _) => Ok(None),
+            (true, Some(key)) => Ok(Some(key)),
+            (true, None) => Err(RecoveryError::Invalid {
+                field: "encrypt".into(),
+                message: "backups are to be sealed but no `recovery.key` is configured".into(),
+            }),
+        }
+    }
+
+    /// Backs up every namespace of the active store, then deletes the
+    /// backups the retention settings no longer keep.
     pub async fn backup(&self, label: Option<String>) -> Result<Manifest, RecoveryError> {
+        let manifest = self.backup_only(label).await?;
+        self.apply_retention(&manifest.id);
+        Ok(manifest)
+    }
+
+    /// Deletes the backups retention no longer keeps, never `keep`; a
+    /// failure is logged and left for the next backup.
+    fn apply_retention(&self, keep: &str) {
+        let backups = match self.list() {
+            Ok(backups) => backups,
+            Err(e) => {
+                tracing::warn!(error = %e, "Backups could not be listed for retention.");
+                return;
+            }
+        };
+        for expired in self.settings.expired(&backups, keep, now()) {
+            let removed = std::fs::remove_file(self.manifest_path(&expired.id))
+                .and_then(|()| std::fs::remove_file(self.data_path(&expired.id)));
+            match removed {
+                Ok(()) => tracing::info!(backup = %expired.id, "Backup deleted by retention."),
+                Err(e) => {
+                    tracing::warn!(backup = %expired.id, error = %e, "A backup past retention could not be deleted.")
+                }
+            }
+        }
+    }
+
+    async fn backup_only(&self, label: Option<String>) -> Result<Manifest, RecoveryError> {
         if let Some(label) = &label
             && (label.chars().count() > 200 || label.chars().any(char::is_control))
         {
@@ -167,11 +215,12 @@ impl Recovery<'_> {
                 message: "at most 200 characters, no control characters".into(),
             });
         }
-        std::fs::create_dir_all(self.dir)?;
+        let key = self.sealing_key()?;
+        std::fs::create_dir_all(self.dir())?;
         let created = now();
         let id = format!("{created:x}-{}", random_id());
-        let partial = self.dir.join(format!("{id}.partial"));
-        let result = self.write_backup(&id, &partial, label, created).await;
+        let partial = self.dir().join(format!("{id}.partial"));
+        let result = self.write_backup(&id, &partial, label, created, key).await;
         if result.is_err() {
             // Best effort: a failed backup leaves no file behind.
             let _ = std::fs::remove_file(&partial);
@@ -191,10 +240,11 @@ impl Recovery<'_> {
         path: &Path,
         label: Option<String>,
         created: u64,
+        key: Option<&SealKey>,
     ) -> Result<Manifest, RecoveryError> {
         let started = Instant::now();
         let file = BufWriter::new(File::create(path)?);
-        let namespaces = match self.key {
+        let namespaces = match key {
             Some(key) => {
                 let mut out = GzEncoder::new(Sealer::new(file, key)?, Compression::default());
                 let namespaces = self.write_records(id, &mut out).await?;
@@ -218,7 +268,7 @@ impl Recovery<'_> {
             checksum,
             namespaces,
             format: FORMAT_VERSION,
-            encrypted: self.key.is_some(),
+            encrypted: key.is_some(),
         };
         tracing::info!(backup = %id, size = manifest.size, encrypted = manifest.encrypted, keys = manifest.namespaces.values().sum::<usize>(), duration_ms = started.elapsed().as_millis() as u64, "Backup written.");
         Ok(manifest)
@@ -274,7 +324,7 @@ impl Recovery<'_> {
 
     /// The backups in the directory, newest first.
     pub fn list(&self) -> Result<Vec<Manifest>, RecoveryError> {
-        let entries = match std::fs::read_dir(self.dir) {
+        let entries = match std::fs::read_dir(self.dir()) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -322,8 +372,10 @@ impl Recovery<'_> {
         let manifest = self.manifest(id)?;
         let records = self.read_verified(&manifest)?;
         tracing::info!(backup = %id, keys = records.len(), "Backup checked; backing up the current contents before restoring.");
+        // Not subject to retention until the next backup: the backup being
+        // restored must survive this one.
         let previous = self
-            .backup(Some(format!("automatic, before restoring {id}")))
+            .backup_only(Some(format!("automatic, before restoring {id}")))
             .await?;
         let store = self.registry.store();
         // The journal is history, not state: it stays, and gains a marker.

@@ -506,3 +506,184 @@ async fn the_cli_backs_up_and_restores_with_progress_lines() {
     assert_eq!(app.verdict(CI, WRITE, ONBOARDING).await, "Allow");
     assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Allow");
 }
+
+async fn settings(app: &TestApp) -> Value {
+    let (status, body) = app
+        .call(
+            Method::GET,
+            "/iam/recovery/config",
+            Auth::Bearer(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn backup_ids(app: &TestApp) -> Vec<String> {
+    let (status, listed) = app
+        .call(
+            Method::GET,
+            "/iam/recovery/backups",
+            Auth::Bearer(TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    listed["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn recovery_settings_are_checked_stored_and_in_force_at_once() {
+    let app = recovery_app().await;
+    let defaults = settings(&app).await;
+    assert_eq!(
+        defaults["dir"],
+        app.config.recovery.dir.to_str().unwrap(),
+        "{defaults}"
+    );
+    assert_eq!(defaults["encrypt"], false);
+    assert_eq!(defaults["key_configured"], false);
+    assert_eq!(defaults["backup_interval_seconds"], 0);
+    assert_eq!(defaults["journal_retention_days"], 90);
+
+    // Each refusal names its field and changes nothing.
+    let scratch = tempfile::tempdir().unwrap();
+    let a_file = scratch.path().join("a-file");
+    std::fs::write(&a_file, b"not a directory").unwrap();
+    for (change, field) in [
+        (json!({"encrypt": true}), "encrypt"),
+        (
+            json!({"backup_interval_seconds": 5}),
+            "backup_interval_seconds",
+        ),
+        (json!({"dir": "var/../../etc"}), "dir"),
+        (json!({"dir": ""}), "dir"),
+        (
+            json!({"dir": a_file.join("below").to_str().unwrap()}),
+            "dir",
+        ),
+        (json!({"retention_count": -1}), "body"),
+        (json!({"key": "c2VjcmV0"}), "body"),
+        (json!(["dir"]), "body"),
+    ] {
+        let reply = admin(&app, Method::PATCH, "/iam/recovery/config", change.clone()).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, "RECOVERY_INVALID");
+        let message = reply.1["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("`{field}`")),
+            "{change}: {message}"
+        );
+    }
+    assert_eq!(settings(&app).await, defaults);
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/iam/recovery/config",
+            Auth::None,
+            Some(json!({"retention_count": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A new location and a count retention apply to the next backups.
+    let moved = scratch.path().join("moved");
+    let (status, changed) = admin(
+        &app,
+        Method::PATCH,
+        "/iam/recovery/config",
+        json!({"dir": moved.to_str().unwrap(), "retention_count": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["retention_count"], 2);
+    assert_eq!(changed["journal_retention_days"], 90, "{changed}");
+    assert_eq!(settings(&app).await, changed);
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let (status, manifest) = admin(&app, Method::POST, "/iam/recovery/backup", json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{manifest}");
+        taken.push(manifest["id"].as_str().unwrap().to_owned());
+    }
+    let kept = backup_ids(&app).await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.contains(&taken[2]), "{kept:?} {taken:?}");
+    let mut files: Vec<String> = std::fs::read_dir(&moved)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(
+        !app.config.recovery.dir.exists()
+            || std::fs::read_dir(&app.config.recovery.dir).unwrap().count() == 0,
+        "nothing went to the old location"
+    );
+
+    // The change is journaled; rolling it back restores the old settings.
+    let (status, journal) = admin(
+        &app,
+        Method::GET,
+        "/iam/recovery/changes?key=settings/recovery",
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{journal}");
+    let change = &journal["changes"][0];
+    assert_eq!(change["source"], "PATCH /iam/recovery/config", "{change}");
+    let (status, rolled) = admin(
+        &app,
+        Method::POST,
+        &format!("/iam/recovery/rollback/{}", change["id"].as_str().unwrap()),
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    assert_eq!(settings(&app).await, defaults);
+}
+
+#[tokio::test]
+async fn a_backup_schedule_set_at_runtime_runs_without_a_restart() {
+    let app = recovery_app().await;
+    assert!(backup_ids(&app).await.is_empty());
+    let (status, body) = admin(
+        &app,
+        Method::PATCH,
+        "/iam/recovery/config",
+        json!({"backup_interval_seconds": 3600}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // No backup yet, so the first one is due at once.
+    let mut scheduled = Vec::new();
+    for _ in 0..100 {
+        let (_, listed) = app
+            .call(
+                Method::GET,
+                "/iam/recovery/backups",
+                Auth::Bearer(TOKEN),
+                None,
+            )
+            .await;
+        scheduled = listed["backups"].as_array().unwrap().clone();
+        if !scheduled.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(scheduled.len(), 1, "a scheduled backup within 10 s");
+    assert_eq!(scheduled[0]["label"], "scheduled");
+    assert_eq!(
+        scheduled[0]["namespaces"]["entities"], 9,
+        "{}",
+        scheduled[0]
+    );
+    // The next one is an hour away.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(backup_ids(&app).await.len(), 1);
+}
