@@ -1,9 +1,10 @@
 # Portcullis. The two commands a fresh machine needs:
 #   make run    serve on the embedded SQLite store with the sample policies
-#   make test   install what the tests need, then run all of them
+#   make test   install what the tests need, then run all of them, then
+#               `make gauntlet`: the release binary end to end over HTTP
 export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
 
-.PHONY: run test lint bench load switch-bench accounts-load callgrind ci
+.PHONY: run test gauntlet lint bench load switch-bench accounts-load callgrind ci
 
 run:
 	cargo run --release -- serve
@@ -11,6 +12,11 @@ run:
 test:
 	scripts/install-deps.sh test
 	cargo test --all-targets --locked
+	$(MAKE) gauntlet
+
+gauntlet:
+	cargo build --release --locked
+	python3 scripts/gauntlet.py
 
 lint:
 	cargo fmt --check

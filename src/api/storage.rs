@@ -27,7 +27,7 @@ use super::admin::Admin;
 use super::body::RawBody;
 use super::{ApiError, AppState};
 use crate::backends::{BackendStatus, Expect, StoreError, SwitchReport};
-use crate::services::{RESERVED_NAMESPACES, SECRET_NAMESPACES};
+use crate::services::{RESERVED_NAMESPACES, SECRET_NAMESPACES, journal};
 
 const MAX_NAME: usize = 256;
 
@@ -250,5 +250,20 @@ pub async fn switch(
     State(state): State<Arc<AppState>>,
     Path(backend): Path<String>,
 ) -> Result<Json<SwitchReport>, ApiError> {
-    Ok(Json(state.registry.switch(&backend).await?))
+    let report = state.registry.switch(&backend).await?;
+    // The copy went around the journal; the new store's journal says so.
+    let marker = journal::marker(
+        &format!("switch from {} to {}", report.from, report.to),
+        report
+            .namespaces
+            .keys()
+            .map(|ns| format!("{ns}/*"))
+            .collect(),
+    );
+    if let Err(e) =
+        journal::transact_with(state.registry.store().as_ref(), Vec::new(), &marker).await
+    {
+        tracing::warn!(error = %e, "The store switch could not be journaled.");
+    }
+    Ok(Json(report))
 }

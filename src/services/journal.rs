@@ -414,6 +414,16 @@ pub async fn transact_with(
     store.transact(ops).await.map(|_| ())
 }
 
+/// An entry for an event that changed the store as a whole rather than
+/// some keys (a restore, a store switch): it names the event and `keys`,
+/// holds no values, and so cannot be rolled back.
+pub fn marker(what: &str, keys: Vec<String>) -> Change {
+    let mut marker = entry(Vec::new(), false, None);
+    marker.source = format!("{} ({what})", marker.source);
+    marker.keys = keys;
+    marker
+}
+
 /// A new entry made by this task's context.
 pub fn entry(changes: Vec<KeyChange>, complete: bool, reverts: Option<Vec<String>>) -> Change {
     let (source, actor) = current();

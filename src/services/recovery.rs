@@ -385,9 +385,10 @@ impl Recovery<'_> {
             .into_iter()
             .filter(|ns| ns != JOURNAL)
             .collect();
-        let mut marker = journal::entry(Vec::new(), false, None);
-        marker.source = format!("{} (restore of backup {id})", marker.source);
-        marker.keys = cleared.iter().map(|ns| format!("{ns}/*")).collect();
+        let marker = journal::marker(
+            &format!("restore of backup {id}"),
+            cleared.iter().map(|ns| format!("{ns}/*")).collect(),
+        );
         let mut ops: Vec<Op> = cleared.into_iter().map(|ns| Op::Clear { ns }).collect();
         let records: Vec<Op> = records
             .into_iter()

@@ -15,6 +15,7 @@ mod ext_authz;
 mod helpers;
 mod iam;
 mod journal;
+mod journal_routes;
 mod ldap;
 mod mfa;
 mod oidc;

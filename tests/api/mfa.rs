@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 const TOKEN: &str = "mfa-admin-token-0123456789";
 
-fn base32_decode(text: &str) -> Vec<u8> {
+pub fn base32_decode(text: &str) -> Vec<u8> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let (mut out, mut bits, mut count) = (Vec::new(), 0u64, 0);
     for c in text.bytes() {
@@ -29,7 +29,7 @@ fn base32_decode(text: &str) -> Vec<u8> {
     out
 }
 
-fn totp(secret: &[u8], step: u64) -> String {
+pub fn totp(secret: &[u8], step: u64) -> String {
     let tag = hmac::sign(
         &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret),
         &step.to_be_bytes(),
@@ -40,7 +40,7 @@ fn totp(secret: &[u8], step: u64) -> String {
     format!("{:06}", n % 1_000_000)
 }
 
-fn step_now() -> u64 {
+pub fn step_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -69,7 +69,7 @@ async fn login(app: &TestApp, email: &str) -> (StatusCode, Value) {
 
 /// Registers, signs in, enrolls TOTP and confirms it; returns the session
 /// token, the secret and the step whose code was spent confirming.
-async fn enrolled(app: &TestApp, email: &str) -> (String, Vec<u8>, u64) {
+pub async fn enrolled(app: &TestApp, email: &str) -> (String, Vec<u8>, u64) {
     app.post_json(
         "/auth/register",
         &json!({"email": email, "password": PASSWORD}),
