@@ -33,7 +33,7 @@ use super::catalog::{Catalog, ServiceError};
 use super::journal::{self, JOURNAL};
 use super::recovery_settings::RecoverySettings;
 use super::sealed::{Opener, SealKey, Sealer};
-use super::tokens::{hex, now, random_id};
+use super::tokens::{hex, now, now_nanos, random_id};
 use crate::backends::{Expect, Notice, Op, Registry, StoreError};
 
 /// The first line of every backup.
@@ -218,7 +218,9 @@ impl Recovery<'_> {
         let key = self.sealing_key()?;
         std::fs::create_dir_all(self.dir())?;
         let created = now();
-        let id = format!("{created:x}-{}", random_id());
+        // Nanoseconds first, so ids sort in the order backups were taken
+        // even within one second (retention keeps the newest by it).
+        let id = format!("{:016x}-{}", now_nanos(), random_id());
         let partial = self.dir().join(format!("{id}.partial"));
         let result = self.write_backup(&id, &partial, label, created, key).await;
         if result.is_err() {
