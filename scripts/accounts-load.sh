@@ -17,8 +17,11 @@ source scripts/bench-lib.sh
 build_release
 
 workspace
+# The operator's token: the data routes need an admin.
+ADMIN_TOKEN=load-operator-token-0123456789
 
 PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
+PORTCULLIS_SERVER__ADMIN_TOKEN=$ADMIN_TOKEN \
 PORTCULLIS_STORE__PATH="$work/portcullis.db" \
 PORTCULLIS_REGISTRY__STATE_FILE="$work/active-store" \
 PORTCULLIS_MAIL__OUTBOX_DIR="$work/outbox" \
@@ -33,7 +36,7 @@ PORTCULLIS_DECISION_LOG__PATH="$work/decisions.log" \
 pids+=($!)
 wait_ready "$PORT"
 base="http://127.0.0.1:$PORT"
-curl -fsS -X PUT --data-binary @policies/examples/entities.json "$base/v1/data" > /dev/null
+curl -fsS -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" --data-binary @policies/examples/entities.json "$base/v1/data" > /dev/null
 
 export LOAD_USER=load@example.com LOAD_PASSWORD="correct horse battery"
 curl -fsS "$base/auth/register" -d "{\"email\":\"$LOAD_USER\",\"password\":\"$LOAD_PASSWORD\"}" > /dev/null
@@ -42,7 +45,7 @@ access=$(curl -fsS "$base/auth/jwt/login" -d "{\"username\":\"$LOAD_USER\",\"pas
 LOAD_API_KEY=$(curl -fsS "$base/auth/api-keys/" -H "Authorization: Bearer $access" -d '{"name":"load","scopes":["decide"]}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 export LOAD_API_KEY LOAD_TOKEN=$access
-curl -fsS -H "Authorization: Bearer $access" "$base/v1/policies" -d '{"id": "load-read", "content": "permit (principal is Portcullis::User, action == Docs::Action::\"read\", resource is Docs::Document) when { principal has email };"}' > /dev/null
+curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" "$base/v1/policies" -d '{"id": "load-read", "content": "permit (principal is Portcullis::User, action == Docs::Action::\"read\", resource is Docs::Document) when { principal has email };"}' > /dev/null
 
 result() { # name connections script url
   echo "$1: $(wrk -t1 -c"$2" -d"$DURATION" -s "$3" "$4" | grep '^RESULT' | sed 's/^RESULT //')"

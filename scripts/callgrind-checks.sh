@@ -16,12 +16,15 @@ source scripts/bench-lib.sh
 command -v valgrind > /dev/null || { echo "valgrind is required" >&2; exit 1; }
 build_release
 workspace
+# The operator's token: the data routes need an admin.
+ADMIN_TOKEN=callgrind-operator-token-0123456789
 
 # One server under callgrind, `$2` checks (`$3` = 1: a new document each);
 # writes the profile to `$1`.
 profile() {
   rm -f "$work"/p.db*
   PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
+  PORTCULLIS_SERVER__ADMIN_TOKEN=$ADMIN_TOKEN \
   PORTCULLIS_STORE__PATH="$work/p.db" \
   PORTCULLIS_REGISTRY__STATE_FILE="$work/active-store" \
   PORTCULLIS_MAIL__OUTBOX_DIR="$work/outbox" \
@@ -38,7 +41,7 @@ profile() {
     curl -fsS "http://127.0.0.1:$PORT/ready" > /dev/null 2>&1 && break
     sleep 0.5
   done
-  curl -fsS -X PUT --data-binary @policies/examples/entities.json "http://127.0.0.1:$PORT/v1/data" > /dev/null
+  curl -fsS -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" --data-binary @policies/examples/entities.json "http://127.0.0.1:$PORT/v1/data" > /dev/null
   python3 - "$PORT" "$2" "$3" <<'EOF'
 import http.client, sys
 port, n, unique = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"

@@ -339,7 +339,7 @@ def rbac(run, api, s):
     def setup():
         s.dave_id = register(api, DAVE)
         s.dave = login(api, DAVE)["access_token"]
-        reply = api.call("PATCH", "/v1/entities", body=[PLAN_ENTITY])
+        reply = api.call("PATCH", "/v1/entities", s.admin, [PLAN_ENTITY])
         reply.same("upserted", reply.expect(200).get("upserted"), 1)
 
     def grant():
@@ -357,7 +357,7 @@ def rbac(run, api, s):
 
 
 def stored_plan(api):
-    reply = api.call("GET", "/v1/entities")
+    reply = api.call("GET", "/v1/entities", s.admin)
     found = [e for e in reply.expect(200) if e.get("uid") == PLAN_ENTITY["uid"]]
     return reply, (found[0] if found else None)
 
@@ -393,7 +393,7 @@ def backup_restore(run, api, s):
              lambda: (assign(api, s), access(api, s, "Allow")))
     run.step("POST /iam/recovery/backup -> 201, with entities and rbac", backup)
     run.step("delete gauntlet-plan -> 204",
-             lambda: api.call("DELETE", "/v1/entities/Docs::Document/gauntlet-plan").expect(204))
+             lambda: api.call("DELETE", "/v1/entities/Docs::Document/gauntlet-plan", s.admin).expect(204))
     run.step("delete role writer, its grant and assignment -> 200",
              lambda: api.call("DELETE", "/rbac/roles/writer?cascade=true", s.admin).expect(200))
     run.step("the data is gone: no entity, 404 ROLE_NOT_FOUND, Deny", gone)

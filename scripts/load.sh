@@ -20,6 +20,8 @@ RATE_SECONDS=${LOAD_RATE_SECONDS:-10}
 PORT=${LOAD_PORT:-18180}
 FLOOR_PORT=${LOAD_FLOOR_PORT:-18181}
 source scripts/bench-lib.sh
+# The operator's token: the data routes need an admin.
+ADMIN_TOKEN=load-operator-token-0123456789
 build_release
 
 workspace
@@ -28,6 +30,7 @@ workspace
 
 PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
 PORTCULLIS_SERVER__BODY_LIMIT_BYTES=67108864 \
+PORTCULLIS_SERVER__ADMIN_TOKEN=$ADMIN_TOKEN \
 PORTCULLIS_STORE__PATH="$work/portcullis.db" \
 PORTCULLIS_POLICIES__DIR="$work/policies" \
 PORTCULLIS_POLICIES__WATCH=false \
@@ -37,7 +40,7 @@ pids+=($!)
 pids+=($!)
 
 wait_ready "$PORT"
-curl -fsS -X PUT --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
+curl -fsS -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
 echo "== loaded $(curl -fsS "http://127.0.0.1:$PORT/health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["entities"]["count"], "entities,", h["policies"]["count"], "policies")')"
 
 run() { # name url script

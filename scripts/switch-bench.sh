@@ -42,7 +42,7 @@ PORTCULLIS_BACKENDS__CACHE__PREFIX="$tag:" \
   "$CARGO_TARGET_DIR/release/portcullis" serve &
 pids+=($!)
 wait_ready "$PORT"
-curl -fsS -X PUT --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
+curl -fsS -X PUT -H "Authorization: Bearer $LOAD_ADMIN_TOKEN" --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
 
 for target in pg cache default; do
   wrk -t1 -c8 -d6s -s scripts/load/unique.lua "http://127.0.0.1:$PORT/v1/is_authorized" > "$work/decide.out" &

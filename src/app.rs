@@ -177,6 +177,7 @@ impl App {
             batch_limit: config.server.batch_limit,
             started: Instant::now(),
             admin_token: config.server.admin_token.clone(),
+            open_data_routes: config.server.open_data_routes,
             registry,
             identities,
             accounts,

@@ -7,6 +7,11 @@
 //! Superusers hold `Portcullis::Role::"admin"`. The configured bearer token
 //! (`server.admin_token`, compared in constant time) also admits, for
 //! bootstrap and automation; without one, only admin principals do.
+//!
+//! `DataAdmin` guards cedar-agent's data routes (`/v1/policies`,
+//! `/v1/entities`, `/v1/data`, `/v1/schema`) the same way, unless
+//! `server.open_data_routes` opens them as cedar-agent does (allowed on a
+//! loopback address only).
 
 use std::sync::Arc;
 
@@ -18,6 +23,23 @@ use super::{ApiError, AppState};
 use crate::authz::user_uid;
 
 pub struct Admin;
+
+/// An admin, or anyone when `server.open_data_routes` is set.
+pub struct DataAdmin;
+
+impl FromRequestParts<Arc<AppState>> for DataAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<DataAdmin, ApiError> {
+        if !state.open_data_routes {
+            Admin::from_request_parts(parts, state).await?;
+        }
+        Ok(DataAdmin)
+    }
+}
 
 impl FromRequestParts<Arc<AppState>> for Admin {
     type Rejection = ApiError;

@@ -13,11 +13,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use super::admin::DataAdmin;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::authz::{UidInput, parse_uid};
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<serde_json::Value>> {
+pub async fn list(
+    _: DataAdmin,
+    State(state): State<Arc<AppState>>,
+) -> Json<Vec<serde_json::Value>> {
     Json(
         state
             .catalog
@@ -31,11 +35,12 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<serde_json::Va
 }
 
 pub async fn replace(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     JsonBody(entities): JsonBody<serde_json::Value>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     state.catalog.replace_entities(entities).await?;
-    Ok(list(State(state)).await)
+    Ok(list(DataAdmin, State(state)).await)
 }
 
 #[derive(Serialize)]
@@ -44,6 +49,7 @@ pub struct Upserted {
 }
 
 pub async fn upsert(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     JsonBody(entities): JsonBody<serde_json::Value>,
 ) -> Result<Json<Upserted>, ApiError> {
@@ -52,12 +58,16 @@ pub async fn upsert(
     Ok(Json(Upserted { upserted: count }))
 }
 
-pub async fn clear(State(state): State<Arc<AppState>>) -> Result<StatusCode, ApiError> {
+pub async fn clear(
+    _: DataAdmin,
+    State(state): State<Arc<AppState>>,
+) -> Result<StatusCode, ApiError> {
     state.catalog.clear_entities().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn delete_one(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     Path((type_name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

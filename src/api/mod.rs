@@ -70,6 +70,8 @@ pub struct AppState {
     pub started: Instant,
     /// Bearer token admitting admin routes; `None` admits nobody.
     pub admin_token: Option<Secret>,
+    /// cedar-agent's data routes need no admin (`server.open_data_routes`).
+    pub open_data_routes: bool,
     pub registry: Arc<Registry>,
     pub identities: Arc<Identities>,
     pub accounts: Arc<Accounts>,

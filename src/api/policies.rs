@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::admin::DataAdmin;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::authz::{AuthzError, PolicyInfo, PolicyOrigin};
@@ -32,11 +33,12 @@ pub struct PolicyContent {
     content: String,
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<PolicyInfo>> {
+pub async fn list(_: DataAdmin, State(state): State<Arc<AppState>>) -> Json<Vec<PolicyInfo>> {
     Json(state.catalog.engine().policies().policies.clone())
 }
 
 pub async fn get(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
@@ -51,6 +53,7 @@ pub async fn get(
 }
 
 pub async fn create(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     JsonBody(policy): JsonBody<NewPolicy>,
 ) -> Result<Response, ApiError> {
@@ -67,6 +70,7 @@ pub async fn create(
 }
 
 pub async fn replace_all(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     JsonBody(policies): JsonBody<Vec<NewPolicy>>,
 ) -> Result<Json<Vec<PolicyInfo>>, ApiError> {
@@ -75,10 +79,11 @@ pub async fn replace_all(
     }
     let pairs = policies.into_iter().map(|p| (p.id, p.content)).collect();
     state.catalog.replace_policies(pairs).await?;
-    Ok(list(State(state)).await)
+    Ok(list(DataAdmin, State(state)).await)
 }
 
 pub async fn upsert(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     JsonBody(policy): JsonBody<PolicyContent>,
@@ -89,6 +94,7 @@ pub async fn upsert(
 }
 
 pub async fn delete(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -102,7 +108,10 @@ pub struct Reloaded {
     policies: usize,
 }
 
-pub async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<Reloaded>, ApiError> {
+pub async fn reload(
+    _: DataAdmin,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Reloaded>, ApiError> {
     match state.catalog.reload().await {
         Ok(snapshot) => {
             state

@@ -11,10 +11,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
+use super::admin::DataAdmin;
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 
-pub async fn get(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn get(
+    _: DataAdmin,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let snapshot = state.catalog.engine().policies();
     match &snapshot.app_schema {
         Some(doc) => Ok(Json(doc.to_json()?)),
@@ -23,6 +27,7 @@ pub async fn get(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::
 }
 
 pub async fn put(
+    _: DataAdmin,
     State(state): State<Arc<AppState>>,
     JsonBody(schema): JsonBody<serde_json::Value>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -40,7 +45,10 @@ pub async fn put(
     Ok(Json(schema))
 }
 
-pub async fn delete(State(state): State<Arc<AppState>>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    _: DataAdmin,
+    State(state): State<Arc<AppState>>,
+) -> Result<StatusCode, ApiError> {
     state.catalog.delete_schema().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -399,6 +399,11 @@ pub struct ServerConfig {
     /// Bearer token for admin routes (`/storage/...`). Unset: admin routes
     /// answer 401. Replaced by admin principals once accounts exist.
     pub admin_token: Option<Secret>,
+    /// cedar-agent's data routes (`/v1/policies`, `/v1/entities`,
+    /// `/v1/data`, `/v1/schema`) open to anyone, as in cedar-agent without
+    /// `--authentication`. Off: they need an admin, as every admin route.
+    /// Only allowed when `listen` is a loopback address.
+    pub open_data_routes: bool,
 }
 
 /// A configured secret: compared in constant time, never printed.
@@ -442,6 +447,7 @@ impl Default for ServerConfig {
             shutdown_grace_seconds: 10,
             public_url: "http://127.0.0.1:8180".into(),
             admin_token: None,
+            open_data_routes: false,
         }
     }
 }
@@ -645,6 +651,12 @@ impl Config {
             return invalid(
                 "server.admin_token",
                 "must be at least 16 characters (use a random value)",
+            );
+        }
+        if self.server.open_data_routes && !self.server.listen.ip().is_loopback() {
+            return invalid(
+                "server.open_data_routes",
+                "opens policy and entity writes to anyone, so it is allowed only when server.listen is a loopback address",
             );
         }
         self.recovery.key_bytes()?;

@@ -190,3 +190,12 @@ fn directory_mistakes_are_named() {
         );
     }
 }
+
+#[test]
+fn open_data_routes_need_a_loopback_listen_address() {
+    let open = "[server]\nopen_data_routes = true\n";
+    assert!(Config::from_toml_str(open).is_ok());
+    let err = Config::from_toml_str(&format!("{open}listen = \"0.0.0.0:8180\"\n")).unwrap_err();
+    assert!(err.to_string().contains("server.open_data_routes"), "{err}");
+    assert!(Config::from_toml_str("[server]\nlisten = \"0.0.0.0:8180\"\n").is_ok());
+}

@@ -122,6 +122,7 @@ async fn a_change_through_one_process_reaches_the_other() {
 
     let seeded = client
         .put(format!("{}/v1/entities", first.base))
+        .bearer_auth(BUS_ADMIN_TOKEN)
         .json(&sample_entities())
         .send()
         .await
@@ -131,6 +132,7 @@ async fn a_change_through_one_process_reaches_the_other() {
 
     let created = client
         .post(format!("{}/v1/policies", first.base))
+        .bearer_auth(BUS_ADMIN_TOKEN)
         .json(&json!({"id": "no-alice", "content": "forbid (principal == Portcullis::User::\"alice\", action, resource);"}))
         .send()
         .await
@@ -224,6 +226,7 @@ async fn rbac_changes_on_one_process_decide_on_the_other() {
     };
     let seeded = client
         .put(format!("{}/v1/entities", first.base))
+        .bearer_auth(BUS_ADMIN_TOKEN)
         .json(&sample_entities())
         .send()
         .await
@@ -333,6 +336,7 @@ async fn identity_graph_changes_on_one_process_decide_on_the_other() {
     };
     let seeded = client
         .put(format!("{}/v1/entities", first.base))
+        .bearer_auth(BUS_ADMIN_TOKEN)
         .json(&sample_entities())
         .send()
         .await

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use portcullis::App;
-use portcullis::config::{Config, StoreConfig};
+use portcullis::config::{Config, Secret, StoreConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -33,6 +33,18 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The admin token every test app is configured with, unless the test sets
+/// another.
+pub const OPERATOR_TOKEN: &str = "operator-token-0123456789abcdef";
+
+/// cedar-agent's data routes, which need an admin: the operator loads
+/// policies, entities and schemas there.
+fn is_data_route(path: &str) -> bool {
+    ["/v1/policies", "/v1/entities", "/v1/data", "/v1/schema"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -57,6 +69,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.recovery.dir = db.path().join("backups");
     // Tests reload explicitly; the watcher test turns this back on.
     config.policies.watch = false;
+    // The operator's token, which `send` presents on the data routes; tests
+    // of admin routes set their own.
+    config.server.admin_token = Some(Secret::new(OPERATOR_TOKEN));
     adjust(&mut config);
     start(config, policy_dir, db).await
 }
@@ -137,6 +152,11 @@ impl TestApp {
         body: Option<Vec<u8>>,
     ) -> (StatusCode, Value) {
         let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = &self.config.server.admin_token
+            && is_data_route(path)
+        {
+            request = request.bearer_auth(token.expose());
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")

@@ -257,3 +257,68 @@ async fn watcher_reloads_a_new_file_within_the_poll_window() {
     );
     assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Allow");
 }
+
+#[tokio::test]
+async fn data_routes_need_an_admin_unless_opened_on_loopback() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    app.seed_sample_entities().await;
+    let permit = json!({"id": "bob-writes",
+        "content": r#"permit (principal == Portcullis::User::"bob", action == Docs::Action::"write", resource);"#});
+    let attempts = [
+        (Method::GET, "/v1/policies", None),
+        (Method::POST, "/v1/policies", Some(permit.clone())),
+        (
+            Method::PUT,
+            "/v1/policies/bob-writes",
+            Some(json!({"content": permit["content"]})),
+        ),
+        (Method::POST, "/v1/policies/reload", Some(json!({}))),
+        (Method::GET, "/v1/data", None),
+        (Method::PUT, "/v1/entities", Some(json!([]))),
+        (Method::DELETE, "/v1/data", None),
+        (
+            Method::DELETE,
+            "/v1/entities/Docs::Document/onboarding",
+            None,
+        ),
+        (Method::GET, "/v1/schema", None),
+        (Method::DELETE, "/v1/schema", None),
+    ];
+    for (method, path, body) in attempts.clone() {
+        let reply = app.call(method.clone(), path, Auth::None, body).await;
+        assert_error(&reply, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED");
+    }
+    // A signed-in user who is not an admin may decide, not change policies.
+    app.post_json(
+        "/auth/register",
+        &json!({"email": "bob@example.com", "password": "correct horse battery"}),
+    )
+    .await;
+    let (_, pair) = app
+        .post_json(
+            "/auth/jwt/login",
+            &json!({"username": "bob@example.com", "password": "correct horse battery"}),
+        )
+        .await;
+    let bob = pair["access_token"].as_str().unwrap();
+    for (method, path, body) in attempts {
+        let reply = app
+            .call(method.clone(), path, Auth::Bearer(bob), body)
+            .await;
+        assert_error(&reply, StatusCode::FORBIDDEN, "FORBIDDEN");
+    }
+    assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Deny");
+    assert_eq!(app.get("/v1/entities").await.1.as_array().unwrap().len(), 9);
+    // The operator's token is admitted.
+    let (status, _) = app.post_json("/v1/policies", &permit).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Allow");
+
+    // Opened, as cedar-agent without --authentication (on loopback only).
+    let open = spawn_app_with(|c| c.server.open_data_routes = true).await;
+    let (status, body) = open
+        .call(Method::POST, "/v1/policies", Auth::None, Some(permit))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
