@@ -356,7 +356,7 @@ def rbac(run, api, s):
     run.step("dave writes the plan -> Deny", lambda: access(api, s, "Deny"))
 
 
-def stored_plan(api):
+def stored_plan(api, s):
     reply = api.call("GET", "/v1/entities", s.admin)
     found = [e for e in reply.expect(200) if e.get("uid") == PLAN_ENTITY["uid"]]
     return reply, (found[0] if found else None)
@@ -372,7 +372,7 @@ def backup_restore(run, api, s):
         s.backup_id = manifest["id"]
 
     def gone():
-        reply, plan = stored_plan(api)
+        reply, plan = stored_plan(api, s)
         reply.same("gauntlet-plan in GET /v1/entities", plan, None)
         api.call("GET", "/rbac/roles/writer", s.admin).expect_error(404, "ROLE_NOT_FOUND")
         access(api, s, "Deny", plan_stored=False)
@@ -383,7 +383,7 @@ def backup_restore(run, api, s):
         reply.same("restored.id", reply.expect(200).get("restored", {}).get("id"), s.backup_id)
 
     def back():
-        reply, plan = stored_plan(api)
+        reply, plan = stored_plan(api, s)
         reply.same("gauntlet-plan in GET /v1/entities", plan, PLAN_ENTITY)
         reply = api.call("GET", "/rbac/roles/writer", s.admin)
         reply.same("description", reply.expect(200).get("description"), "writes the plan")

@@ -178,6 +178,7 @@ impl App {
             started: Instant::now(),
             admin_token: config.server.admin_token.clone(),
             open_data_routes: config.server.open_data_routes,
+            limits: api::RequestLimits::from_config(&config.server),
             registry,
             identities,
             accounts,

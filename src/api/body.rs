@@ -21,7 +21,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let bytes = read_body(req, state.body_limit).await?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&bytes, state.limits.json_depth).map(JsonBody)
     }
 }
 
@@ -46,7 +46,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for FormOrJson<T> {
                 .map(FormOrJson)
                 .map_err(|e| ApiError::InvalidBody(e.to_string()))
         } else {
-            parse_json(&bytes).map(FormOrJson)
+            parse_json(&bytes, state.limits.json_depth).map(FormOrJson)
         }
     }
 }
@@ -83,11 +83,46 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// `bytes` as `T`, refused before parsing when arrays and objects nest
+/// deeper than `max_depth`.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+    if nests_deeper_than(bytes, max_depth) {
+        return Err(ApiError::JsonTooDeep { limit: max_depth });
+    }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
     })
+}
+
+/// Whether the JSON text `bytes` opens more than `max_depth` arrays and
+/// objects inside one another; brackets inside strings do not count. One
+/// pass, no allocation: it runs before every body is parsed.
+pub fn nests_deeper_than(bytes: &[u8], max_depth: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `{"confirm": true}`: what a request that replaces everything of
@@ -109,5 +144,22 @@ impl Confirmed {
                 "{what}: send {{\"confirm\": true}}"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nests_deeper_than;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert!(!nests_deeper_than(br#"{"a": [1, {"b": 2}]}"#, 3));
+        assert!(nests_deeper_than(br#"{"a": [1, {"b": 2}]}"#, 2));
+        assert!(!nests_deeper_than(br#"{"a": "[[[[{{{{"}"#, 1));
+        assert!(!nests_deeper_than(br#"{"a": "\"[[["}"#, 1));
+        assert!(nests_deeper_than(br#"{"a": "\\", "b": [[]]}"#, 2));
+        assert!(!nests_deeper_than(b"[]", 1));
+        assert!(nests_deeper_than(&[b'['; 129], 128));
+        assert!(!nests_deeper_than(b"", 1));
     }
 }

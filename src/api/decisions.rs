@@ -272,6 +272,16 @@ async fn decide_only(
     request: &DecisionRequest,
     caller: Option<&Caller>,
 ) -> Result<(Decided, Option<String>), ApiError> {
+    let inline: usize = [&request.entities, &request.additional_entities]
+        .into_iter()
+        .filter_map(|list| list.as_ref()?.as_array().map(Vec::len))
+        .sum();
+    if inline > state.limits.entities {
+        return Err(ApiError::TooManyEntities {
+            got: inline,
+            limit: state.limits.entities,
+        });
+    }
     let started = Instant::now();
     let engine = state.catalog.engine();
     let metrics = &state.metrics;

@@ -24,6 +24,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("batch of {got} requests is over the limit of {limit}")]
     BatchTooLarge { got: usize, limit: usize },
+    #[error("request body nests arrays and objects deeper than the limit of {limit}")]
+    JsonTooDeep { limit: usize },
+    #[error("{got} inline entities are over the limit of {limit} per decision request")]
+    TooManyEntities { got: usize, limit: usize },
+    #[error("request headers are over the limit: {0}")]
+    HeadersTooLarge(String),
     #[error("{0}")]
     InvalidParameter(String),
     #[error("no route for {0}")]
@@ -178,6 +184,14 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
             }
             ApiError::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "BATCH_TOO_LARGE"),
+            ApiError::JsonTooDeep { .. } => (StatusCode::BAD_REQUEST, "JSON_TOO_DEEP"),
+            ApiError::TooManyEntities { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "TOO_MANY_ENTITIES")
+            }
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "HEADERS_TOO_LARGE",
+            ),
             ApiError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER"),
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),

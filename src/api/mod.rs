@@ -72,6 +72,7 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     /// cedar-agent's data routes need no admin (`server.open_data_routes`).
     pub open_data_routes: bool,
+    pub limits: RequestLimits,
     pub registry: Arc<Registry>,
     pub identities: Arc<Identities>,
     pub accounts: Arc<Accounts>,
@@ -83,6 +84,26 @@ pub struct AppState {
     /// Wakes the backup schedule when its settings change.
     pub backup_schedule: Arc<tokio::sync::Notify>,
     pub decision_log: Arc<DecisionLog>,
+}
+
+/// Bounds on what one request may carry (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub json_depth: usize,
+    pub entities: usize,
+    pub headers: usize,
+    pub header_bytes: usize,
+}
+
+impl RequestLimits {
+    pub fn from_config(server: &crate::config::ServerConfig) -> RequestLimits {
+        RequestLimits {
+            json_depth: server.max_json_depth,
+            entities: server.max_request_entities,
+            headers: server.max_headers,
+            header_bytes: server.max_header_bytes,
+        }
+    }
 }
 
 /// `(method, path, description)` of every route, for `/discovery`.
@@ -866,7 +887,10 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let writes = !matches!(method, Method::GET | Method::HEAD)
         && !route.starts_with("/v1/is_authorized")
         && !route.starts_with(state.ext_authz.prefix.as_str());
-    let response = if writes {
+    let response = if let Some(over) = headers_over(req.headers(), &state.limits) {
+        span.in_scope(|| tracing::debug!(%over, "Request headers refused."));
+        axum::response::IntoResponse::into_response(ApiError::HeadersTooLarge(over))
+    } else if writes {
         let context = journal::Context::new(format!("{method} {route}"), None);
         journal::within(context, next.run(req).instrument(span.clone())).await
     } else {
@@ -881,6 +905,23 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// What is over the limits in `headers`, if anything.
+fn headers_over(headers: &axum::http::HeaderMap, limits: &RequestLimits) -> Option<String> {
+    if headers.len() > limits.headers {
+        return Some(format!(
+            "{} headers, at most {}",
+            headers.len(),
+            limits.headers
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (bytes > limits.header_bytes)
+        .then(|| format!("{bytes} bytes of headers, at most {}", limits.header_bytes))
 }
 
 /// `(method, path)` of every route the router serves, for metrics.

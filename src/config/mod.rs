@@ -404,6 +404,15 @@ pub struct ServerConfig {
     /// `--authentication`. Off: they need an admin, as every admin route.
     /// Only allowed when `listen` is a loopback address.
     pub open_data_routes: bool,
+    /// Deepest nesting of arrays and objects in a JSON body (400 above it).
+    pub max_json_depth: usize,
+    /// Most inline entities (`entities` plus `additional_entities`) in one
+    /// decision request (413 above it).
+    pub max_request_entities: usize,
+    /// Most headers in one request (431 above it; hyper itself stops at 100).
+    pub max_headers: usize,
+    /// Most bytes of header names and values in one request (431 above it).
+    pub max_header_bytes: usize,
 }
 
 /// A configured secret: compared in constant time, never printed.
@@ -448,6 +457,10 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8180".into(),
             admin_token: None,
             open_data_routes: false,
+            max_json_depth: 32,
+            max_request_entities: 1000,
+            max_headers: 64,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -674,6 +687,21 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.iam.max_traversal_results) {
             return invalid("iam.max_traversal_results", "must be between 1 and 1000000");
+        }
+        if !(2..=128).contains(&self.server.max_json_depth) {
+            return invalid("server.max_json_depth", "must be between 2 and 128");
+        }
+        if self.server.max_request_entities == 0 {
+            return invalid("server.max_request_entities", "must be greater than 0");
+        }
+        if !(8..=100).contains(&self.server.max_headers) {
+            return invalid(
+                "server.max_headers",
+                "must be between 8 and 100 (hyper refuses more than 100)",
+            );
+        }
+        if !(1024..=256 * 1024).contains(&self.server.max_header_bytes) {
+            return invalid("server.max_header_bytes", "must be between 1024 and 262144");
         }
         if self.server.batch_limit == 0 {
             return invalid("server.batch_limit", "must be greater than 0");

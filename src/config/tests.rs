@@ -199,3 +199,20 @@ fn open_data_routes_need_a_loopback_listen_address() {
     assert!(err.to_string().contains("server.open_data_routes"), "{err}");
     assert!(Config::from_toml_str("[server]\nlisten = \"0.0.0.0:8180\"\n").is_ok());
 }
+
+#[test]
+fn request_limits_are_checked() {
+    for (text, key) in [
+        ("max_json_depth = 1", "server.max_json_depth"),
+        ("max_json_depth = 129", "server.max_json_depth"),
+        ("max_request_entities = 0", "server.max_request_entities"),
+        ("max_headers = 101", "server.max_headers"),
+        ("max_header_bytes = 100", "server.max_header_bytes"),
+    ] {
+        let err = Config::from_toml_str(&format!("[server]\n{text}\n")).unwrap_err();
+        assert!(err.to_string().contains(key), "{text}: {err}");
+    }
+    let config =
+        Config::from_toml_str("[server]\nmax_headers = 100\nmax_json_depth = 2\n").unwrap();
+    assert_eq!(config.server.max_headers, 100);
+}

@@ -244,3 +244,136 @@ async fn failed_policy_write_leaves_the_store_unchanged() {
         "nothing reached the store"
     );
 }
+
+/// A batch whose one request is `depth` arrays inside one another: the body
+/// nests `depth + 2` deep.
+fn nested_batch(depth: usize) -> String {
+    format!(
+        r#"{{"requests": [{}{}]}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+#[tokio::test]
+async fn json_nesting_is_bounded_at_the_configured_depth() {
+    let app = spawn_app().await;
+    // The default limit is 32: 30 inside the batch is 32 in all.
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/v1/is_authorized/batch",
+            Some(nested_batch(30).into_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["results"][0]["error"].is_object(), "{body}");
+    let reply = app
+        .send(
+            Method::POST,
+            "/v1/is_authorized/batch",
+            Some(nested_batch(31).into_bytes()),
+        )
+        .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "JSON_TOO_DEEP");
+    // Far deeper than serde_json's own recursion limit: still a clear 400.
+    let reply = app
+        .send(
+            Method::POST,
+            "/v1/is_authorized/batch",
+            Some(nested_batch(100_000).into_bytes()),
+        )
+        .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "JSON_TOO_DEEP");
+}
+
+#[tokio::test]
+async fn inline_entities_are_bounded_per_decision_request() {
+    let app = spawn_app_with(|c| c.server.max_request_entities = 3).await;
+    let entities = sample_entities();
+    let first = |n: usize| json!(entities.as_array().unwrap()[..n]);
+    let ask = |n: usize| {
+        let mut request = decision_request(ALICE, READ, ONBOARDING, json!({}));
+        request["entities"] = first(2);
+        request["additional_entities"] = first(n - 2);
+        request
+    };
+    let (status, body) = app.post_json("/v1/is_authorized", &ask(3)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let reply = app.post_json("/v1/is_authorized", &ask(4)).await;
+    assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "TOO_MANY_ENTITIES");
+    // In a batch, the one request over the limit is refused in its place.
+    let (status, body) = app
+        .post_json(
+            "/v1/is_authorized/batch",
+            &json!({"requests": [ask(3), ask(4)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["results"][0]["decision"].is_string(), "{body}");
+    assert_eq!(
+        body["results"][1]["error"]["code"], "TOO_MANY_ENTITIES",
+        "{body}"
+    );
+}
+
+/// A hand-written HTTP/1.1 request with exactly `headers` (and nothing
+/// reqwest would add); answers the status and the JSON body.
+async fn raw_request(app: &TestApp, headers: &[(String, String)]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = decision_request(ALICE, READ, ONBOARDING, json!({})).to_string();
+    let mut text = "POST /v1/is_authorized HTTP/1.1\r\n".to_owned();
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let json = answer
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test]
+async fn header_count_and_size_are_bounded() {
+    let app = spawn_app_with(|c| {
+        c.server.max_headers = 10;
+        c.server.max_header_bytes = 1024;
+    })
+    .await;
+    // host, content-length and connection, plus `extra` of our own.
+    let with = |extra: usize, pad: usize| {
+        let mut headers = vec![("host".to_owned(), "x".to_owned())];
+        for i in 0..extra {
+            headers.push((format!("x-h{i}"), "v".repeat(if i == 0 { pad } else { 1 })));
+        }
+        headers
+    };
+    let (status, body) = raw_request(&app, &with(7, 1)).await;
+    assert_eq!(status, 200, "10 headers: {body}");
+    let (status, body) = raw_request(&app, &with(8, 1)).await;
+    assert_eq!(status, 431, "11 headers");
+    assert_eq!(body["error"]["code"], "HEADERS_TOO_LARGE", "{body}");
+
+    // Bytes: names and values. Fixed: host 5, content-length 14 + its
+    // digits, connection 15; x-h0 4 + pad.
+    let digits = decision_request(ALICE, READ, ONBOARDING, json!({}))
+        .to_string()
+        .len()
+        .to_string()
+        .len();
+    let pad = 1024 - (5 + 14 + digits + 15 + 4);
+    let (status, body) = raw_request(&app, &with(1, pad)).await;
+    assert_eq!(status, 200, "1024 bytes: {body}");
+    let (status, body) = raw_request(&app, &with(1, pad + 1)).await;
+    assert_eq!(status, 431, "1025 bytes");
+    assert_eq!(body["error"]["code"], "HEADERS_TOO_LARGE", "{body}");
+}
