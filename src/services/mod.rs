@@ -87,6 +87,10 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     RBAC,
     RBAC_BACKUPS,
     IAM,
+    // History and leases: an admin who could rewrite them could hide a
+    // change or break a running sync.
+    journal::JOURNAL,
+    SYNC_RUNS,
 ];
 
 /// Namespaces `/storage/{namespace}` does not even read: private keys,

@@ -255,3 +255,23 @@ fn urlencoding(text: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn the_journal_can_be_read_but_not_rewritten_through_storage() {
+    let app = app().await;
+    assign(&app, "bob", "sharer").await;
+    let entry = changes(&app, "?limit=1").await[0].clone();
+    let id = entry["id"].as_str().unwrap();
+    let (status, listed) = admin(&app, Method::GET, "/storage/journal", None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert!(listed.to_string().contains(id), "{listed}");
+    for (method, path) in [
+        (Method::POST, format!("/storage/journal/{id}")),
+        (Method::DELETE, format!("/storage/journal/{id}")),
+        (Method::POST, "/storage/sync_runs/lease".to_owned()),
+    ] {
+        let reply = admin(&app, method, &path, Some(json!({"forged": true}))).await;
+        assert_error(&reply, StatusCode::CONFLICT, "NAMESPACE_RESERVED");
+    }
+    assert_eq!(changes(&app, "?limit=1").await[0], entry);
+}
