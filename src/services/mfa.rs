@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::accounts::{AccountError, Accounts, Authenticated, TokenPair, Via, decode, encode};
-use super::tokens::{digest, now, random_id, random_token};
+use super::tokens::{digest, now, random_bytes, random_id, random_token};
 use super::totp;
 use crate::backends::{Expect, Op, StoreError};
 use crate::domain::User;
@@ -118,9 +118,9 @@ impl Accounts {
         if existing.as_ref().is_some_and(|(r, _)| r.confirmed) {
             return Err(AccountError::MfaAlreadyEnrolled);
         }
-        let seed = digest(&random_token());
-        // 20 bytes, the size RFC 4226 recommends for HMAC-SHA-1.
-        let secret = totp::base32(&seed.as_bytes()[..20]);
+        // 20 random bytes (160 bits), the size RFC 4226 recommends for
+        // HMAC-SHA-1.
+        let secret = totp::base32(&random_bytes::<20>());
         let record = MfaRecord {
             secret: secret.clone(),
             confirmed: false,

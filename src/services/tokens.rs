@@ -255,21 +255,22 @@ impl Tokens {
 
 /// 256 random bits, URL-safe base64: refresh tokens, states, key ids.
 pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// `N` bytes from the system's randomness.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     // The system's randomness failing is not something to serve through.
     SystemRandom::new()
         .fill(&mut bytes)
         .unwrap_or_else(|_| panic!("the system random number generator failed"));
-    URL_SAFE_NO_PAD.encode(bytes)
+    bytes
 }
 
 /// 64 random bits in hex: ids that need to be unique, not secret.
 pub fn random_id() -> String {
-    let mut bytes = [0u8; 8];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .unwrap_or_else(|_| panic!("the system random number generator failed"));
-    hex(&bytes)
+    hex(&random_bytes::<8>())
 }
 
 /// The hex SHA-256 of a secret: how secrets are stored and looked up.

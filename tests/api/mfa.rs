@@ -92,6 +92,11 @@ pub async fn enrolled(app: &TestApp, email: &str) -> (String, Vec<u8>, u64) {
     assert!(uri.contains(&format!("secret={secret_text}")));
     let secret = base32_decode(secret_text);
     assert_eq!(secret.len(), 20);
+    // 160 random bits, not 20 characters of hex text (80 bits).
+    assert!(
+        !secret.iter().all(u8::is_ascii_hexdigit),
+        "the secret is hex text"
+    );
 
     let wrong = call(
         app,
