@@ -126,23 +126,11 @@ async fn a_backup_restores_entities_rbac_and_the_graph_and_decisions_follow() {
 
     // The state it replaced was backed up first, and is listed.
     let previous = restored["previous_backup"].as_str().unwrap();
-    let (_, listed) = app
-        .call(
-            Method::GET,
-            "/iam/recovery/backups",
-            Auth::Bearer(TOKEN),
-            None,
-        )
-        .await;
-    let ids: Vec<&str> = listed["backups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap())
-        .collect();
+    let listed = listed_backups(&app).await;
+    let ids: Vec<&str> = listed.iter().map(|b| b["id"].as_str().unwrap()).collect();
     assert!(
         ids.contains(&previous) && ids.contains(&id.as_str()),
-        "{listed}"
+        "{listed:?}"
     );
     // Restoring that one puts the accident back.
     let (status, _) = admin(
@@ -187,15 +175,8 @@ async fn a_damaged_or_unknown_backup_is_refused_and_the_store_is_untouched() {
     assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "BACKUP_CORRUPT");
     assert_eq!(app.verdict(BOB, WRITE, ONBOARDING).await, "Deny");
     // No automatic backup was taken for a restore that never started.
-    let (_, listed) = app
-        .call(
-            Method::GET,
-            "/iam/recovery/backups",
-            Auth::Bearer(TOKEN),
-            None,
-        )
-        .await;
-    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    let listed = listed_backups(&app).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
 
     for unknown in ["0123-abcd", "not-hex!", "..%2F..%2Fetc"] {
         let reply = admin(
@@ -520,7 +501,8 @@ async fn settings(app: &TestApp) -> Value {
     body
 }
 
-async fn backup_ids(app: &TestApp) -> Vec<String> {
+/// The backup manifests, newest first.
+async fn listed_backups(app: &TestApp) -> Vec<Value> {
     let (status, listed) = app
         .call(
             Method::GET,
@@ -530,9 +512,12 @@ async fn backup_ids(app: &TestApp) -> Vec<String> {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{listed}");
-    listed["backups"]
-        .as_array()
-        .unwrap()
+    listed["backups"].as_array().unwrap().clone()
+}
+
+async fn backup_ids(app: &TestApp) -> Vec<String> {
+    listed_backups(app)
+        .await
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_owned())
         .collect()
@@ -662,15 +647,7 @@ async fn a_backup_schedule_set_at_runtime_runs_without_a_restart() {
     // No backup yet, so the first one is due at once.
     let mut scheduled = Vec::new();
     for _ in 0..100 {
-        let (_, listed) = app
-            .call(
-                Method::GET,
-                "/iam/recovery/backups",
-                Auth::Bearer(TOKEN),
-                None,
-            )
-            .await;
-        scheduled = listed["backups"].as_array().unwrap().clone();
+        scheduled = listed_backups(&app).await;
         if !scheduled.is_empty() {
             break;
         }
