@@ -220,6 +220,11 @@ impl ApiError {
                 (StatusCode::CONFLICT, "VERSION_CONFLICT")
             }
             ApiError::Store(StoreError::BadCursor) => (StatusCode::BAD_REQUEST, "INVALID_CURSOR"),
+            ApiError::Store(StoreError::InvalidKey(_))
+            | ApiError::Identity(IdentityError::Store(StoreError::InvalidKey(_)))
+            | ApiError::Account(AccountError::Store(StoreError::InvalidKey(_))) => {
+                (StatusCode::BAD_REQUEST, "INVALID_KEY")
+            }
             ApiError::Store(
                 StoreError::Unavailable(_)
                 | StoreError::Unreachable(_)

@@ -126,6 +126,9 @@ pub enum StoreError {
     CircuitOpen(String),
     #[error("store holds invalid data: {0}")]
     Corrupt(String),
+    /// A namespace or key no store can hold (one with a NUL character).
+    #[error("invalid key {0:?}: keys and namespaces cannot contain a NUL character")]
+    InvalidKey(String),
 }
 
 impl StoreError {
@@ -136,6 +139,59 @@ impl StoreError {
             StoreError::Unavailable(_) | StoreError::Unreachable(_)
         )
     }
+}
+
+/// Whether a store can hold `text` as a namespace or key: any UTF-8
+/// without NUL. Postgres's `text` cannot hold a NUL and SQLite's string
+/// functions stop at one, so every store refuses it alike, and a switch
+/// can always copy one store into another.
+pub(crate) fn holdable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
+/// Refuses a write naming a namespace or key no store can hold, before
+/// anything is sent.
+pub(crate) fn check_ops(ops: &[Op]) -> Result<(), StoreError> {
+    for op in ops {
+        let (ns, key) = match op {
+            Op::Put { ns, key, .. } | Op::Delete { ns, key, .. } => (ns, Some(key)),
+            Op::Clear { ns } => (ns, None),
+        };
+        for text in std::iter::once(ns).chain(key) {
+            if !holdable(text) {
+                return Err(StoreError::InvalidKey(text.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Like [`check_ops`], for an import.
+pub(crate) fn check_items(ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+    std::iter::once(ns)
+        .chain(items.iter().map(|(key, _)| key.as_str()))
+        .find(|text| !holdable(text))
+        .map_or(Ok(()), |text| Err(StoreError::InvalidKey(text.to_owned())))
+}
+
+/// The least string above every string that starts with `prefix`: its
+/// last character incremented (dropping trailing `char::MAX`es), so a
+/// prefix scan is a key range in byte order. `None`: no bound (an empty
+/// prefix, or one of only `char::MAX`es).
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next scalar value: surrogates are not characters.
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// For connection acquisition: nothing was sent, so any op may be retried.

@@ -16,8 +16,8 @@ use sqlx::{Connection, Row};
 use tracing::instrument;
 
 use super::{
-    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, unavailable, unreachable,
-    version_of,
+    Expect, Op, ScanPage, Store, StoreError, Versioned, check_items, check_ops, decode_cursor,
+    holdable, unavailable, unreachable, version_of,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -198,6 +198,10 @@ impl Store for PostgresStore {
 
     #[instrument(name = "store.get", skip(self), fields(backend = "postgres"))]
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
+        // Postgres refuses a NUL even in a query; no stored key has one.
+        if !holdable(ns) || !holdable(key) {
+            return Ok(None);
+        }
         let row = sqlx::query("SELECT value, version FROM kv WHERE ns = $1 AND key = $2")
             .bind(ns)
             .bind(key)
@@ -221,24 +225,26 @@ impl Store for PostgresStore {
         value: &[u8],
         expect: Expect,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unreachable)?;
         let op = Op::Put {
             ns: ns.to_owned(),
             key: key.to_owned(),
             value: value.to_vec(),
             expect,
         };
+        check_ops(std::slice::from_ref(&op))?;
+        let mut conn = self.pool.acquire().await.map_err(unreachable)?;
         apply(&mut conn, &op).await
     }
 
     #[instrument(name = "store.delete", skip(self), fields(backend = "postgres"))]
     async fn delete(&self, ns: &str, key: &str, expect: Expect) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unreachable)?;
         let op = Op::Delete {
             ns: ns.to_owned(),
             key: key.to_owned(),
             expect,
         };
+        check_ops(std::slice::from_ref(&op))?;
+        let mut conn = self.pool.acquire().await.map_err(unreachable)?;
         Ok(apply(&mut conn, &op).await? == 1)
     }
 
@@ -252,6 +258,13 @@ impl Store for PostgresStore {
     ) -> Result<ScanPage, StoreError> {
         let after = cursor.map(decode_cursor).transpose()?;
         let limit = limit.clamp(1, 10_000);
+        if ![ns, prefix]
+            .into_iter()
+            .chain(after.as_deref())
+            .all(holdable)
+        {
+            return Ok(ScanPage::default());
+        }
         let rows = sqlx::query(
             "SELECT key, value, version FROM kv \
              WHERE ns = $1 AND starts_with(key, $2) AND ($3::text IS NULL OR key > $3) \
@@ -281,6 +294,7 @@ impl Store for PostgresStore {
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "postgres", ops = ops.len()))]
     async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
+        check_ops(&ops)?;
         let mut tx = self.pool.begin().await.map_err(unreachable)?;
         let mut results = Vec::with_capacity(ops.len());
         for op in &ops {
@@ -293,6 +307,7 @@ impl Store for PostgresStore {
 
     #[instrument(name = "store.import", skip(self, items), fields(backend = "postgres", keys = items.len()))]
     async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+        check_items(ns, items)?;
         let mut tx = self.pool.begin().await.map_err(unreachable)?;
         let mut highest = 0;
         for chunk in items.chunks(1000) {

@@ -15,7 +15,8 @@ use deadpool_redis::{Config, Pool, Runtime};
 use tracing::instrument;
 
 use super::{
-    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, unavailable, unreachable,
+    Expect, Op, ScanPage, Store, StoreError, Versioned, check_items, check_ops, decode_cursor,
+    unavailable, unreachable,
 };
 
 /// ARGV: prefix, op count, then 5 per op: kind (P/D/C), ns, key, expect
@@ -273,6 +274,7 @@ impl Store for RedisStore {
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "redis", ops = ops.len()))]
     async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
+        check_ops(&ops)?;
         let mut invocation = TRANSACT.prepare_invoke();
         invocation.arg(&self.prefix).arg(ops.len());
         for op in &ops {
@@ -333,6 +335,7 @@ impl Store for RedisStore {
 
     #[instrument(name = "store.import", skip(self, items), fields(backend = "redis", keys = items.len()))]
     async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+        check_items(ns, items)?;
         let mut conn = self.conn().await?;
         // Chunks keep each script short; a switch holds writes, so the
         // chunks cannot interleave with other writers.

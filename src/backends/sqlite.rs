@@ -16,8 +16,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tracing::instrument;
 
 use super::{
-    Expect, Op, ScanPage, Store, StoreError, Versioned, decode_cursor, unavailable, unreachable,
-    version_of,
+    Expect, Op, ScanPage, Store, StoreError, Versioned, check_items, check_ops, decode_cursor,
+    prefix_end, unavailable, unreachable, version_of,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -212,14 +212,16 @@ impl Store for SqliteStore {
     ) -> Result<ScanPage, StoreError> {
         let after = cursor.map(decode_cursor).transpose()?;
         let limit = limit.clamp(1, 10_000);
+        // A key range on the (ns, key) index; keys compare bytewise.
         let rows = sqlx::query(
             "SELECT key, value, version FROM kv \
-             WHERE ns = ? AND substr(key, 1, length(?)) = ? AND (? IS NULL OR key > ?) \
+             WHERE ns = ? AND key >= ? AND (? IS NULL OR key < ?) AND (? IS NULL OR key > ?) \
              ORDER BY key LIMIT ?",
         )
         .bind(ns)
         .bind(prefix)
-        .bind(prefix)
+        .bind(prefix_end(prefix))
+        .bind(prefix_end(prefix))
         .bind(after.as_deref())
         .bind(after.as_deref())
         .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
@@ -243,6 +245,7 @@ impl Store for SqliteStore {
 
     #[instrument(name = "store.transact", skip_all, fields(backend = "sqlite", ops = ops.len()))]
     async fn transact(&self, ops: Vec<Op>) -> Result<Vec<u64>, StoreError> {
+        check_ops(&ops)?;
         let mut tx = self.writer.begin().await.map_err(unreachable)?;
         let mut versions = Vec::with_capacity(ops.len());
         for op in &ops {
@@ -255,6 +258,7 @@ impl Store for SqliteStore {
 
     #[instrument(name = "store.import", skip(self, items), fields(backend = "sqlite", keys = items.len()))]
     async fn import(&self, ns: &str, items: &[(String, Versioned)]) -> Result<(), StoreError> {
+        check_items(ns, items)?;
         let mut tx = self.writer.begin().await.map_err(unreachable)?;
         let mut highest = 0;
         // 4 parameters a row, well under SQLite's limit of 32,766 per statement.

@@ -211,6 +211,92 @@ async fn scan_pages_through_every_key_in_order(store: &dyn Store) {
     );
 }
 
+/// Found by the `store_keys` fuzz target: SQLite's `length()` stopped at a
+/// NUL, so a prefix with one matched nothing. Now no store holds a NUL, and
+/// a prefix scan is a key range: exact for any other character.
+async fn nul_keys_are_refused_and_prefixes_are_exact(store: &dyn Store) {
+    let put = |key: &str| Op::Put {
+        ns: "ns".into(),
+        key: key.into(),
+        value: key.as_bytes().to_vec(),
+        expect: Expect::Any,
+    };
+    for bad in [
+        vec![put("ok"), put("a\0b")],
+        vec![Op::Clear { ns: "n\0".into() }],
+    ] {
+        assert!(matches!(
+            store.transact(bad).await,
+            Err(StoreError::InvalidKey(_))
+        ));
+    }
+    let versioned = Versioned {
+        value: vec![],
+        version: 1,
+    };
+    assert!(matches!(
+        store.import("ns", &[("\0".into(), versioned)]).await,
+        Err(StoreError::InvalidKey(_))
+    ));
+    assert!(
+        store.get("ns", "ok").await.unwrap().is_none(),
+        "all or nothing"
+    );
+    assert!(store.get("ns", "a\0b").await.unwrap().is_none());
+    assert!(
+        store
+            .scan("ns", "\0", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    let keys = [
+        "a",
+        "a\u{1}",
+        "ab",
+        "a\u{7f}",
+        "a\u{80}",
+        "a\u{D7FF}",
+        "a\u{E000}",
+        "a\u{FFFF}",
+        "a\u{10FFFF}",
+        "a\u{10FFFF}\u{10FFFF}x",
+        "b",
+        "\u{10FFFF}",
+        "ä",
+        "äb",
+        "",
+    ];
+    store
+        .transact(keys.iter().map(|k| put(k)).collect())
+        .await
+        .unwrap();
+    for prefix in ["", "a", "a\u{D7FF}", "a\u{10FFFF}", "\u{10FFFF}", "ä", "z"] {
+        let mut expected: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        expected.sort_unstable();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .scan("ns", prefix, cursor.as_deref(), 2)
+                .await
+                .unwrap();
+            seen.extend(page.items.into_iter().map(|(k, _)| k));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "prefix {prefix:?}");
+    }
+}
+
 async fn transact_is_all_or_nothing(store: &dyn Store) {
     let v = store
         .put("ns", "existing", b"x", Expect::Any)
@@ -382,6 +468,13 @@ macro_rules! conformance {
             async fn scan_pages_through_every_key_in_order() {
                 let t = super::$backend().await;
                 super::scan_pages_through_every_key_in_order(t.store.as_ref()).await;
+                t.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nul_keys_are_refused_and_prefixes_are_exact() {
+                let t = super::$backend().await;
+                super::nul_keys_are_refused_and_prefixes_are_exact(t.store.as_ref()).await;
                 t.finish().await;
             }
 
