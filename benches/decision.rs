@@ -82,6 +82,7 @@ fn snapshots_with(
             source: "docs.cedarschema".into(),
             text: dataset::SCHEMA.into(),
         }),
+        ..PolicyInputs::default()
     };
     let policies = PolicySnapshot::build(&inputs, 1).expect("bench policies are valid");
     let docs = match dataset::entities() {

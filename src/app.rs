@@ -30,6 +30,8 @@ pub struct App {
     /// Background tasks stopped with the server: policy watcher, bus listener.
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
+    /// `server.max_connections`, per listener.
+    max_connections: usize,
 }
 
 /// The accounts service on `store`: signing keys loaded (the first one
@@ -79,9 +81,14 @@ pub async fn open_recovery(config: &Config) -> anyhow::Result<(Arc<Registry>, Ca
         entity_capacity: 0,
         entity_ttl: Duration::from_secs(1),
     };
-    let mut catalog = Catalog::open(store, &config.policies.dir, &cache)
-        .await
-        .map_err(describe)?;
+    let mut catalog = Catalog::open(
+        store,
+        &config.policies.dir,
+        config.policies.limits(),
+        &cache,
+    )
+    .await
+    .map_err(describe)?;
     if let Some(bus) = &config.bus {
         let bus = Arc::new(
             RedisBus::new(&bus.url, &bus.channel).context("cannot configure the change bus")?,
@@ -130,9 +137,14 @@ impl App {
             entity_capacity: config.cache.entity_capacity,
             entity_ttl: Duration::from_secs(config.cache.entity_ttl_seconds),
         };
-        let mut catalog = Catalog::open(store, &config.policies.dir, &cache)
-            .await
-            .map_err(describe)?;
+        let mut catalog = Catalog::open(
+            store,
+            &config.policies.dir,
+            config.policies.limits(),
+            &cache,
+        )
+        .await
+        .map_err(describe)?;
         let mut notices = None;
         if let Some(bus) = &config.bus {
             let bus = Arc::new(
@@ -214,7 +226,14 @@ impl App {
                 .chain([backups])
                 .collect(),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+            max_connections: config.server.max_connections,
         })
+    }
+
+    /// The state the routes serve, for callers that drive the router in
+    /// process (the fuzz targets).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -244,7 +263,12 @@ impl App {
             state,
             tasks,
             grace,
+            max_connections,
         } = self;
+        let admission = |listener: &str| {
+            let (open, refused) = state.metrics.connections(listener);
+            api::Admission::new(max_connections, open, refused)
+        };
         tracing::info!(addr = %listener.local_addr()?, "Portcullis is listening.");
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         // Both servers stop on the same signal.
@@ -258,14 +282,18 @@ impl App {
                 // No Nagle on the accepted connections (the builder's
                 // `tcp_nodelay` applies only to listeners it binds itself):
                 // a small answer must not wait for the peer's delayed ACK.
-                let incoming = tokio_stream::StreamExt::map(
+                // Over the connection limit, a connection is closed.
+                let admission = admission("grpc");
+                let incoming = tokio_stream::StreamExt::filter_map(
                     tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                    |accepted| {
-                        accepted.inspect(|stream| {
+                    move |accepted| match accepted {
+                        Ok(stream) => {
                             if let Err(e) = stream.set_nodelay(true) {
                                 tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
                             }
-                        })
+                            admission.admit_or_close(stream).map(Ok)
+                        }
+                        Err(e) => Some(Err(e)),
                     },
                 );
                 let server = tonic::transport::Server::builder()
@@ -275,7 +303,8 @@ impl App {
             }
             None => None,
         };
-        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let listener = api::LimitedListener::new(listener, admission("http"));
+        let app = api::PerConnection(api::router(state));
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("Shutting down: no new connections, finishing in-flight requests.");

@@ -355,9 +355,8 @@ fn offline_policies(dir: &std::path::Path) -> anyhow::Result<PolicySnapshot> {
     let files = load_policy_dir(dir).map_err(|e| portcullis::app::describe(e.into()))?;
     let inputs = PolicyInputs {
         files: files.files,
-        api: Vec::new(),
-        rbac: Vec::new(),
         schema: files.schema,
+        ..PolicyInputs::default()
     };
     PolicySnapshot::build(&inputs, 1).map_err(|e| portcullis::app::describe(e.into()))
 }

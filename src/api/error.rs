@@ -215,6 +215,12 @@ impl ApiError {
                 A::PolicyFromFile(_) => (StatusCode::CONFLICT, "POLICY_FROM_FILE"),
                 A::PolicyFromRbac(_) => (StatusCode::CONFLICT, "POLICY_FROM_RBAC"),
                 A::EntityNotFound(_) => (StatusCode::NOT_FOUND, "ENTITY_NOT_FOUND"),
+                // One text too large is the request's fault; a full set is
+                // the state's, cleared by deleting policies.
+                A::PolicyLimit { code, .. } if *code == "POLICY_TOO_LARGE" => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, code)
+                }
+                A::PolicyLimit { code, .. } => (StatusCode::CONFLICT, code),
             },
             ApiError::Store(StoreError::Conflict { .. }) => {
                 (StatusCode::CONFLICT, "VERSION_CONFLICT")

@@ -42,8 +42,12 @@ pub struct ExtAuthzGrpc {
 }
 
 impl ExtAuthzGrpc {
+    pub fn new(state: Arc<AppState>) -> ExtAuthzGrpc {
+        ExtAuthzGrpc { state }
+    }
+
     pub fn server(state: Arc<AppState>) -> AuthorizationServer<ExtAuthzGrpc> {
-        AuthorizationServer::new(ExtAuthzGrpc { state })
+        AuthorizationServer::new(ExtAuthzGrpc::new(state))
     }
 }
 

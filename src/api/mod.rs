@@ -20,6 +20,7 @@ mod accounts;
 mod admin;
 mod body;
 mod changes;
+mod connections;
 mod decisions;
 mod entities;
 mod error;
@@ -51,6 +52,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, any, delete, get, patch, post, put};
 use tracing::Instrument;
 
+pub use connections::{Admission, LimitedListener, PerConnection};
 pub use error::ApiError;
 pub use grpc::ExtAuthzGrpc;
 pub use recovery::recovery;

@@ -27,4 +27,8 @@ pub enum AuthzError {
     PolicyFromRbac(String),
     #[error("entity `{0}` not found")]
     EntityNotFound(String),
+    /// The change would take the policy set past a configured bound:
+    /// `code` says which (`TOO_MANY_POLICIES`, `POLICY_TOO_LARGE`).
+    #[error("{message}")]
+    PolicyLimit { code: &'static str, message: String },
 }

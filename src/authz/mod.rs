@@ -29,8 +29,8 @@ pub use identity::{
     user_uid,
 };
 pub use policies::{
-    PolicyDir, PolicyInfo, PolicyInputs, PolicyOrigin, PolicySnapshot, dir_fingerprint,
-    load_policy_dir,
+    PolicyDir, PolicyInfo, PolicyInputs, PolicyLimits, PolicyOrigin, PolicySnapshot,
+    dir_fingerprint, load_policy_dir,
 };
 pub use rbac::{RBAC_POLICY_PREFIX, grant_policy, grant_policy_id, overlay, role_uid};
 pub use request::DecisionRequest;

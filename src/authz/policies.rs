@@ -57,6 +57,26 @@ pub struct PolicyInputs {
     pub rbac: Vec<(String, String)>,
     /// The application schema in force, if any.
     pub schema: Option<SchemaDoc>,
+    /// Bounds on the set; a set past them is refused whole.
+    pub limits: PolicyLimits,
+}
+
+/// Bounds on the policy set (`[policies]` `max_count`, `max_policy_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyLimits {
+    /// Most application policies: files, API and RBAC grants together.
+    pub max_count: usize,
+    /// Most bytes of one API policy's text, checked before it is parsed.
+    pub max_policy_bytes: usize,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        PolicyLimits {
+            max_count: 100_000,
+            max_policy_bytes: 64 * 1024,
+        }
+    }
 }
 
 pub struct PolicySnapshot {
@@ -89,6 +109,21 @@ impl PolicySnapshot {
 
     /// Parses and validates `inputs`; any error refuses the whole set.
     pub fn build(inputs: &PolicyInputs, generation: u64) -> Result<PolicySnapshot, AuthzError> {
+        let limits = inputs.limits;
+        if let Some((id, content)) = inputs
+            .api
+            .iter()
+            .find(|(_, content)| content.len() > limits.max_policy_bytes)
+        {
+            return Err(AuthzError::PolicyLimit {
+                code: "POLICY_TOO_LARGE",
+                message: format!(
+                    "policy `{id}` has {} bytes; at most {} are accepted (policies.max_policy_bytes)",
+                    content.len(),
+                    limits.max_policy_bytes
+                ),
+            });
+        }
         let schema = inputs.schema.as_ref().map(combined_schema).transpose()?;
 
         let mut diagnostics = Vec::new();
@@ -155,6 +190,16 @@ impl PolicySnapshot {
                 }
                 Err(mut errors) => diagnostics.append(&mut errors),
             }
+        }
+        let count = infos.len() + inputs.api.len() + inputs.rbac.len();
+        if count > limits.max_count {
+            return Err(AuthzError::PolicyLimit {
+                code: "TOO_MANY_POLICIES",
+                message: format!(
+                    "the policy set would hold {count} policies; at most {} are accepted (policies.max_count)",
+                    limits.max_count
+                ),
+            });
         }
         let stored = inputs
             .api

@@ -413,6 +413,9 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Most bytes of header names and values in one request (431 above it).
     pub max_header_bytes: usize,
+    /// Most open connections per listener (HTTP, and gRPC); one more is
+    /// answered 503 and closed. Keep it under the process's open-files limit.
+    pub max_connections: usize,
 }
 
 /// A configured secret: compared in constant time, never printed.
@@ -461,6 +464,7 @@ impl Default for ServerConfig {
             max_request_entities: 1000,
             max_headers: 64,
             max_header_bytes: 64 * 1024,
+            max_connections: 4096,
         }
     }
 }
@@ -533,14 +537,32 @@ pub struct PoliciesConfig {
     pub watch: bool,
     /// How often `dir` is checked for changes.
     pub watch_interval_ms: u64,
+    /// Most application policies (files, API and RBAC grants together); a
+    /// change past it is refused with 409 `TOO_MANY_POLICIES`.
+    pub max_count: usize,
+    /// Most bytes of one policy written through the API (413
+    /// `POLICY_TOO_LARGE`).
+    pub max_policy_bytes: usize,
 }
 
 impl Default for PoliciesConfig {
     fn default() -> Self {
+        let limits = crate::authz::PolicyLimits::default();
         Self {
             dir: PathBuf::from("policies"),
             watch: true,
             watch_interval_ms: 1000,
+            max_count: limits.max_count,
+            max_policy_bytes: limits.max_policy_bytes,
+        }
+    }
+}
+
+impl PoliciesConfig {
+    pub fn limits(&self) -> crate::authz::PolicyLimits {
+        crate::authz::PolicyLimits {
+            max_count: self.max_count,
+            max_policy_bytes: self.max_policy_bytes,
         }
     }
 }
@@ -619,10 +641,20 @@ impl Config {
 
     /// Parses a configuration from TOML text (no environment overrides).
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e| ConfigError::Syntax {
+        Self::from_toml_str_and_vars(text, [])
+    }
+
+    /// Parses a configuration from TOML text with `PORTCULLIS_*` overrides
+    /// from `vars`, as [`Config::load`] does with a file.
+    pub fn from_toml_str_and_vars(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e| ConfigError::Syntax {
             path: PathBuf::from("<inline>"),
             source: Box::new(e),
         })?;
+        env::apply_overrides(&mut table, vars)?;
         Self::from_table(table)
     }
 
@@ -703,8 +735,20 @@ impl Config {
         if !(1024..=256 * 1024).contains(&self.server.max_header_bytes) {
             return invalid("server.max_header_bytes", "must be between 1024 and 262144");
         }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return invalid("server.max_connections", "must be between 1 and 1000000");
+        }
         if self.server.batch_limit == 0 {
             return invalid("server.batch_limit", "must be greater than 0");
+        }
+        if !(1..=10_000_000).contains(&self.policies.max_count) {
+            return invalid("policies.max_count", "must be between 1 and 10000000");
+        }
+        if !(256..=16 * 1024 * 1024).contains(&self.policies.max_policy_bytes) {
+            return invalid(
+                "policies.max_policy_bytes",
+                "must be between 256 and 16777216",
+            );
         }
         if self.policies.watch_interval_ms < 50 {
             return invalid("policies.watch_interval_ms", "must be at least 50");

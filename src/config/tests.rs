@@ -208,10 +208,22 @@ fn request_limits_are_checked() {
         ("max_request_entities = 0", "server.max_request_entities"),
         ("max_headers = 101", "server.max_headers"),
         ("max_header_bytes = 100", "server.max_header_bytes"),
+        ("max_connections = 0", "server.max_connections"),
     ] {
         let err = Config::from_toml_str(&format!("[server]\n{text}\n")).unwrap_err();
         assert!(err.to_string().contains(key), "{text}: {err}");
     }
+    for (text, key) in [
+        ("max_count = 0", "policies.max_count"),
+        ("max_policy_bytes = 255", "policies.max_policy_bytes"),
+        ("max_policy_bytes = 16777217", "policies.max_policy_bytes"),
+    ] {
+        let err = Config::from_toml_str(&format!("[policies]\n{text}\n")).unwrap_err();
+        assert!(err.to_string().contains(key), "{text}: {err}");
+    }
+    let config =
+        Config::from_toml_str("[policies]\nmax_count = 1\nmax_policy_bytes = 256\n").unwrap();
+    assert_eq!(config.policies.limits().max_policy_bytes, 256);
     let config =
         Config::from_toml_str("[server]\nmax_headers = 100\nmax_json_depth = 2\n").unwrap();
     assert_eq!(config.server.max_headers, 100);

@@ -16,8 +16,8 @@ use tokio::sync::Mutex;
 use super::rbac::{RbacState, TOPIC_RBAC};
 
 use crate::authz::{
-    AuthzError, CacheSettings, Engine, EntitySnapshot, PolicyInputs, PolicyOrigin, PolicySnapshot,
-    RBAC_POLICY_PREFIX, SchemaDoc, entity_key, load_policy_dir, parse_entities,
+    AuthzError, CacheSettings, Engine, EntitySnapshot, PolicyInputs, PolicyLimits, PolicyOrigin,
+    PolicySnapshot, RBAC_POLICY_PREFIX, SchemaDoc, entity_key, load_policy_dir, parse_entities,
 };
 use crate::backends::{Expect, Notice, Op, RedisBus, Store, StoreError, scan_all};
 
@@ -55,6 +55,7 @@ pub struct Catalog {
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
     policy_dir: PathBuf,
+    limits: PolicyLimits,
     writer: Mutex<()>,
     /// Tells other instances sharing the store what changed.
     bus: Option<Arc<RedisBus>>,
@@ -68,10 +69,11 @@ impl Catalog {
     pub async fn open(
         store: Arc<dyn Store>,
         policy_dir: &Path,
+        limits: PolicyLimits,
         cache: &CacheSettings,
     ) -> Result<Catalog, ServiceError> {
         let rbac = RbacState::load(store.as_ref()).await?;
-        let mut inputs = read_inputs(store.as_ref(), policy_dir).await?;
+        let mut inputs = read_inputs(store.as_ref(), policy_dir, limits).await?;
         inputs.rbac = rbac.compiled();
         let policies = PolicySnapshot::build(&inputs, 1)?;
         let docs = read_entity_docs(store.as_ref()).await?;
@@ -85,6 +87,7 @@ impl Catalog {
             store,
             engine,
             policy_dir: policy_dir.to_owned(),
+            limits,
             writer: Mutex::new(()),
             bus: None,
             rbac: ArcSwap::from_pointee(rbac),
@@ -279,7 +282,7 @@ impl Catalog {
     pub async fn reload(&self) -> Result<Arc<PolicySnapshot>, ServiceError> {
         let _guard = self.writer.lock().await;
         let rbac = RbacState::load(self.store.as_ref()).await?;
-        let mut inputs = read_inputs(self.store.as_ref(), &self.policy_dir).await?;
+        let mut inputs = read_inputs(self.store.as_ref(), &self.policy_dir, self.limits).await?;
         inputs.rbac = rbac.compiled();
         let policies = PolicySnapshot::build(&inputs, self.engine.next_generation())?;
         let entities = self.engine.entities().with_overlay(
@@ -553,7 +556,11 @@ async fn read_entity_docs(store: &dyn Store) -> Result<Vec<serde_json::Value>, S
 
 /// The directory's files and schema, the store's policies, and the stored
 /// schema choice (which outranks the file when present).
-async fn read_inputs(store: &dyn Store, dir: &Path) -> Result<PolicyInputs, ServiceError> {
+async fn read_inputs(
+    store: &dyn Store,
+    dir: &Path,
+    limits: PolicyLimits,
+) -> Result<PolicyInputs, ServiceError> {
     let files = {
         let dir = dir.to_owned();
         tokio::task::spawn_blocking(move || load_policy_dir(&dir))
@@ -581,5 +588,6 @@ async fn read_inputs(store: &dyn Store, dir: &Path) -> Result<PolicyInputs, Serv
         api,
         rbac: Vec::new(),
         schema,
+        limits,
     })
 }

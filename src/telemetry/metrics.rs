@@ -69,6 +69,8 @@ pub struct Metrics {
     decision_log: IntCounterVec,
     grpc_checks: IntCounterVec,
     grpc_duration: Histogram,
+    connections_open: IntGaugeVec,
+    connections_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -182,8 +184,27 @@ impl Metrics {
         )
         .expect("static metric definition");
 
+        let connections_open = IntGaugeVec::new(
+            Opts::new(
+                "connections_open",
+                "Open connections by listener (http, grpc).",
+            ),
+            &["listener"],
+        )
+        .expect("static metric definition");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "connections_refused_total",
+                "Connections refused because the listener had server.max_connections open.",
+            ),
+            &["listener"],
+        )
+        .expect("static metric definition");
+
         for collector in [
             Box::new(decision_log.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused.clone()),
             Box::new(grpc_checks.clone()),
             Box::new(grpc_duration.clone()),
             Box::new(breaker_state.clone()),
@@ -242,7 +263,17 @@ impl Metrics {
             decision_log,
             grpc_checks,
             grpc_duration,
+            connections_open,
+            connections_refused,
         }
+    }
+
+    /// The open-connections gauge and the refusals counter of `listener`.
+    pub fn connections(&self, listener: &str) -> (IntGauge, IntCounter) {
+        (
+            self.connections_open.with_label_values(&[listener]),
+            self.connections_refused.with_label_values(&[listener]),
+        )
     }
 
     /// Records one ext_authz gRPC check.

@@ -377,3 +377,111 @@ async fn header_count_and_size_are_bounded() {
     assert_eq!(status, 431, "1025 bytes");
     assert_eq!(body["error"]["code"], "HEADERS_TOO_LARGE", "{body}");
 }
+
+#[tokio::test]
+async fn open_connections_are_bounded_per_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let app = spawn_app_with(|c| c.server.max_connections = 2).await;
+    let host = [("host".to_owned(), "x".to_owned())];
+    // Two connections take both places; the second, at the limit, is served.
+    let first = TcpStream::connect(app.addr).await.unwrap();
+    let mut second = TcpStream::connect(app.addr).await.unwrap();
+    second
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    second.read_exact(&mut head).await.unwrap();
+    assert_eq!(
+        &head, b"HTTP/1.1 200",
+        "the connection at the limit is served"
+    );
+
+    // One past it: 503 in the error shape, and closed.
+    let (status, body) = raw_request(&app, &host).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "TOO_MANY_CONNECTIONS", "{body}");
+
+    // A place given back is taken again.
+    drop(first);
+    let mut served = (0, Value::Null);
+    for _ in 0..50 {
+        served = raw_request(&app, &host).await;
+        if served.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served.0, 200, "a freed place is taken: {}", served.1);
+    drop(second);
+    let metrics = app.metrics().await;
+    let refused = metric_value(
+        &metrics,
+        r#"portcullis_connections_refused_total{listener="http"}"#,
+    );
+    assert!(
+        refused.is_some_and(|n| n >= 1.0),
+        "refusals counted: {refused:?}"
+    );
+}
+
+/// A policy of exactly `bytes` bytes.
+fn policy_of(bytes: usize) -> String {
+    let frame =
+        r#"permit (principal, action == Docs::Action::"read", resource) unless { "" == "" };"#;
+    frame.replace(
+        r#"unless { """#,
+        &format!(r#"unless {{ "{}""#, "x".repeat(bytes - frame.len())),
+    )
+}
+
+#[tokio::test]
+async fn policy_count_and_size_are_bounded() {
+    let files = spawn_app()
+        .await
+        .get("/v1/policies")
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .len();
+    let app = spawn_app_with(|c| {
+        c.policies.max_count = files + 2;
+        c.policies.max_policy_bytes = 256;
+    })
+    .await;
+    let create = |id: &str, bytes: usize| json!({"id": id, "content": policy_of(bytes)});
+
+    // Size: at the bound, and one past it (refused before it is parsed).
+    let reply = app.post_json("/v1/policies", &create("sized", 257)).await;
+    assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "POLICY_TOO_LARGE");
+    let reply = app.post_json("/v1/policies", &create("sized", 256)).await;
+    assert_eq!(reply.0, StatusCode::CREATED, "{}", reply.1);
+
+    // Count: files plus API policies, up to the bound.
+    let reply = app.post_json("/v1/policies", &create("second", 100)).await;
+    assert_eq!(reply.0, StatusCode::CREATED, "{}", reply.1);
+    let reply = app.post_json("/v1/policies", &create("third", 100)).await;
+    assert_error(&reply, StatusCode::CONFLICT, "TOO_MANY_POLICIES");
+    let three = json!([create("a", 100), create("b", 100), create("c", 100)]);
+    let reply = app.put_json("/v1/policies", &three).await;
+    assert_error(&reply, StatusCode::CONFLICT, "TOO_MANY_POLICIES");
+    let listed = app.get("/v1/policies").await.1;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), files + 2, "nothing refused was written: {ids:?}");
+    assert!(ids.contains(&"sized") && ids.contains(&"second"));
+
+    // A place freed is taken again.
+    assert_eq!(
+        app.delete("/v1/policies/second").await.0,
+        StatusCode::NO_CONTENT
+    );
+    let reply = app.post_json("/v1/policies", &create("third", 100)).await;
+    assert_eq!(reply.0, StatusCode::CREATED, "{}", reply.1);
+}

@@ -577,4 +577,46 @@ mod grpc {
             assert_eq!(body["error"]["code"], "MALFORMED_CHECK", "{name}");
         }
     }
+
+    #[tokio::test]
+    async fn grpc_connections_are_bounded() {
+        let app = sidecar_with(|config| {
+            config.ext_authz.grpc_listen = Some(([127, 0, 0, 1], 0).into());
+            config.server.max_connections = 1;
+        })
+        .await;
+        let url = format!("http://{}", app.grpc_addr.expect("gRPC mode is on"));
+        let check = || envoy_check("GET", "/documents/x", "docs.example.com", None);
+        // The one place: served.
+        let mut first = AuthorizationClient::connect(url.clone()).await.unwrap();
+        assert_eq!(code(&call(&mut first, check()).await), UNAUTHENTICATED);
+        // One past it: closed, so the RPC fails (Envoy's deny).
+        let second = match AuthorizationClient::connect(url.clone()).await {
+            Ok(mut client) => client.check(check()).await.map(|_| ()),
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        };
+        assert!(second.is_err(), "a connection past the limit is not served");
+        // The place given back is taken again.
+        drop(first);
+        let mut served = None;
+        for _ in 0..50 {
+            if let Ok(mut client) = AuthorizationClient::connect(url.clone()).await
+                && let Ok(answer) = client.check(check()).await
+            {
+                served = Some(answer.into_inner());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let served = served.expect("a freed place is taken");
+        assert_eq!(code(&served), UNAUTHENTICATED);
+        let refused = metric_value(
+            &app.metrics().await,
+            r#"portcullis_connections_refused_total{listener="grpc"}"#,
+        );
+        assert!(
+            refused.is_some_and(|n| n >= 1.0),
+            "refusals counted: {refused:?}"
+        );
+    }
 }
