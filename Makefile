@@ -4,7 +4,7 @@
 #               `make gauntlet`: the release binary end to end over HTTP
 export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
 
-.PHONY: run test gauntlet lint bench load switch-bench accounts-load callgrind ci
+.PHONY: run test gauntlet fuzz api-fuzz lint bench load switch-bench accounts-load callgrind ci
 
 run:
 	cargo run --release -- serve
@@ -17,6 +17,17 @@ test:
 gauntlet:
 	cargo build --release --locked
 	python3 scripts/gauntlet.py
+
+# Each fuzz target for FUZZ_SECONDS (default 60); see scripts/fuzz.sh.
+fuzz:
+	scripts/fuzz.sh
+
+# Schemathesis against /openapi.json of the release binary; see
+# scripts/api_fuzz.py (API_FUZZ_EXAMPLES, API_FUZZ_SECONDS).
+api-fuzz:
+	scripts/install-deps.sh api-fuzz
+	cargo build --release --locked
+	python3 scripts/api_fuzz.py
 
 lint:
 	cargo fmt --check
