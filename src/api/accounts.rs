@@ -165,6 +165,22 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+pub async fn sessions(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(me): CurrentUser,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.accounts.sessions(&me).await?).into_response())
+}
+
+pub async fn end_session(
+    State(state): State<Arc<AppState>>,
+    CurrentUser(me): CurrentUser,
+    Path(sid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.accounts.end_session(&me, &sid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn me(CurrentUser(me): CurrentUser) -> Result<Response, ApiError> {
     require(&me, "profile")?;
     Ok(Json(me.user.view()).into_response())

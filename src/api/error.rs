@@ -275,6 +275,13 @@ impl ApiError {
                 AccountError::UpdateEmailExists => {
                     (StatusCode::BAD_REQUEST, "UPDATE_USER_EMAIL_ALREADY_EXISTS")
                 }
+                AccountError::CurrentPasswordRequired => (
+                    StatusCode::BAD_REQUEST,
+                    "UPDATE_USER_CURRENT_PASSWORD_REQUIRED",
+                ),
+                AccountError::CurrentPasswordWrong => {
+                    (StatusCode::BAD_REQUEST, "UPDATE_USER_BAD_CURRENT_PASSWORD")
+                }
                 AccountError::InvalidEmail => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_EMAIL"),
                 AccountError::InvalidField(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"),
                 AccountError::BadCredentials => (StatusCode::BAD_REQUEST, "LOGIN_BAD_CREDENTIALS"),
@@ -300,6 +307,7 @@ impl ApiError {
                 AccountError::Locked(_) => (StatusCode::TOO_MANY_REQUESTS, "LOGIN_LOCKED"),
                 AccountError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE"),
                 AccountError::ApiKeyNotFound(_) => (StatusCode::NOT_FOUND, "API_KEY_NOT_FOUND"),
+                AccountError::SessionNotFound(_) => (StatusCode::NOT_FOUND, "SESSION_NOT_FOUND"),
                 AccountError::UserNotFound(_) => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
                 AccountError::MfaAlreadyEnrolled => (StatusCode::CONFLICT, "MFA_ALREADY_ENROLLED"),
                 AccountError::MfaNotEnrolled => (StatusCode::BAD_REQUEST, "MFA_NOT_ENROLLED"),

@@ -342,6 +342,18 @@ pub fn routes(ext_authz_prefix: &str) -> Vec<Route> {
             accounts::logout,
         ),
         route(
+            "GET",
+            "/auth/sessions",
+            "The caller's live sessions",
+            accounts::sessions,
+        ),
+        route(
+            "DELETE",
+            "/auth/sessions/{sid}",
+            "End one of the caller's sessions",
+            accounts::end_session,
+        ),
+        route(
             "POST",
             "/auth/request-verify-token",
             "Mail a verification token (202 always)",

@@ -63,6 +63,10 @@ pub enum AccountError {
     UpdateInvalidPassword(String),
     #[error("a user with this e-mail address already exists")]
     UpdateEmailExists,
+    #[error("changing the password or e-mail address needs `current_password`")]
+    CurrentPasswordRequired,
+    #[error("`current_password` is not the user's password")]
+    CurrentPasswordWrong,
     #[error("not a valid e-mail address")]
     InvalidEmail,
     #[error("{0}")]
@@ -103,6 +107,8 @@ pub enum AccountError {
     UserNotFound(String),
     #[error("API key `{0}` not found")]
     ApiKeyNotFound(String),
+    #[error("session `{0}` not found")]
+    SessionNotFound(String),
     #[error("a user may hold at most {0} API keys")]
     ApiKeyLimit(usize),
     #[error(transparent)]
@@ -156,6 +162,10 @@ pub struct ProfileUpdate {
     pub password: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    /// The caller's password, needed to change their own password or
+    /// e-mail address (not an admin's change to another user).
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 /// What only an admin may change about a user.
@@ -174,6 +184,16 @@ struct Session {
     created_at: u64,
     expires_at: u64,
     revoked: bool,
+}
+
+/// One live session of a user, as `GET /auth/sessions` lists it.
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+    /// The caller's own session.
+    pub current: bool,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -739,6 +759,48 @@ impl Accounts {
         Ok(())
     }
 
+    /// The caller's live sessions, the newest first.
+    pub async fn sessions(&self, me: &Authenticated) -> Result<Vec<SessionView>, AccountError> {
+        let Via::Session(claims) = &me.via else {
+            return Err(AccountError::NotASession);
+        };
+        let prefix = session_key(&me.user.id, "");
+        let now = now();
+        let mut live = Vec::new();
+        for (key, item) in scan_prefix(self.store.as_ref(), SESSIONS, &prefix).await? {
+            let session: Session = decode(SESSIONS, &key, &item)?;
+            if session.revoked || session.expires_at < now {
+                continue;
+            }
+            let id = key[prefix.len()..].to_owned();
+            live.push(SessionView {
+                current: id == claims.sid,
+                id,
+                created_at: session.created_at,
+                expires_at: session.expires_at,
+            });
+        }
+        live.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(live)
+    }
+
+    /// Ends one of the caller's live sessions (its own too, as a logout).
+    pub async fn end_session(&self, me: &Authenticated, sid: &str) -> Result<(), AccountError> {
+        if !matches!(me.via, Via::Session(_)) {
+            return Err(AccountError::NotASession);
+        }
+        let key = session_key(&me.user.id, sid);
+        let live = match self.store.get(SESSIONS, &key).await? {
+            Some(item) => self.mark_revoked(&key, &item).await?,
+            None => false,
+        };
+        if !live {
+            return Err(AccountError::SessionNotFound(sid.to_owned()));
+        }
+        self.changed().await;
+        Ok(())
+    }
+
     /// Stores the session `key` (as read: `item`) revoked; whether it was live.
     async fn mark_revoked(&self, key: &str, item: &Versioned) -> Result<bool, AccountError> {
         let mut session: Session = decode(SESSIONS, key, item)?;
@@ -780,25 +842,61 @@ impl Accounts {
     }
 
     /// Changes the signed-in user's own e-mail, password or name.
+    /// The caller's own change. A new password or e-mail address needs the
+    /// current password, so a stolen session cannot take the account over;
+    /// it then ends every other session of the user (not the caller's).
     pub async fn update_me(
         &self,
         me: &Authenticated,
-        update: ProfileUpdate,
+        mut update: ProfileUpdate,
     ) -> Result<User, AccountError> {
-        self.update_user(me.user.clone(), me.version, update, None)
+        let new_email = update
+            .email
+            .as_deref()
+            .and_then(normalize_email)
+            .is_some_and(|email| email != me.user.email);
+        let caller = match &me.via {
+            Via::Session(claims) => Some(claims.sid.as_str()),
+            Via::ApiKey { .. } => None,
+        };
+        if update.password.is_some() || new_email {
+            // An API key is a credential of its own, not a sign-in.
+            if caller.is_none() {
+                return Err(AccountError::NotASession);
+            }
+            let current = update
+                .current_password
+                .take()
+                .ok_or(AccountError::CurrentPasswordRequired)?;
+            // Wrong guesses count towards the account's login lock.
+            let attempt = Attempt::new(&me.user.email, None);
+            if let Some(wait) = self.locked_for(&attempt).await? {
+                return Err(AccountError::Locked(wait));
+            }
+            let stored = Some(me.user.hashed_password.clone());
+            if passwords::verify(current, stored).await == passwords::Verified::No {
+                self.count_failure(&attempt).await?;
+                return Err(AccountError::CurrentPasswordWrong);
+            }
+        }
+        self.update_user(me.user.clone(), me.version, update, None, caller)
             .await
     }
 
     /// Applies a profile change, and for admins flag changes, to `user` as
-    /// stored at `version`: all or nothing.
+    /// stored at `version`: all or nothing. A new password or e-mail address
+    /// ends the user's sessions but `keep` (the caller's own), and
+    /// deactivation ends them all, in the same write.
     pub(super) async fn update_user(
         &self,
         mut user: User,
         version: u64,
         update: ProfileUpdate,
         flags: Option<Flags>,
+        keep: Option<&str>,
     ) -> Result<User, AccountError> {
         let mut ops = Vec::new();
+        let mut credentials_changed = update.password.is_some();
         if let Some(name) = update.name {
             user.name = check_name(Some(name))?;
         }
@@ -819,6 +917,7 @@ impl Accounts {
                 user.email = email;
                 // A new address has to be verified again.
                 user.is_verified = false;
+                credentials_changed = true;
             }
         }
         if let Some(password) = update.password {
@@ -843,6 +942,11 @@ impl Accounts {
             value: encode(&user)?,
             expect: Expect::Version(version),
         });
+        if deactivated {
+            ops.extend(self.revocations(&user.id, None).await?);
+        } else if credentials_changed {
+            ops.extend(self.revocations(&user.id, keep).await?);
+        }
         match self.store.transact(ops).await {
             Ok(_) => {}
             Err(StoreError::Conflict { ns, .. }) if ns == USER_EMAILS => {
@@ -850,12 +954,7 @@ impl Accounts {
             }
             Err(e) => return Err(e.into()),
         }
-        if deactivated {
-            // Announces the change too.
-            self.revoke_all_sessions(&user.id).await?;
-        } else {
-            self.changed().await;
-        }
+        self.changed().await;
         Ok(user)
     }
 }
@@ -1040,14 +1139,43 @@ impl Accounts {
 
     /// Ends every session of a user.
     pub async fn revoke_all_sessions(&self, user_id: &str) -> Result<(), AccountError> {
-        let prefix = format!("{user_id}:");
-        for (key, item) in scan_prefix(self.store.as_ref(), SESSIONS, &prefix).await? {
-            self.mark_revoked(&key, &item).await?;
+        let ops = self.revocations(user_id, None).await?;
+        if !ops.is_empty() {
+            self.store.transact(ops).await?;
         }
         // One announcement for all of them, made also when there were none:
         // callers rely on it for the user change that preceded.
         self.changed().await;
         Ok(())
+    }
+
+    /// The writes that end each live session of a user but `keep`, each
+    /// expecting the version read, so a session changed meanwhile makes
+    /// the whole write fail rather than be overwritten.
+    async fn revocations(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<Op>, AccountError> {
+        let prefix = format!("{user_id}:");
+        let mut ops = Vec::new();
+        for (key, item) in scan_prefix(self.store.as_ref(), SESSIONS, &prefix).await? {
+            if keep.is_some_and(|sid| key == session_key(user_id, sid)) {
+                continue;
+            }
+            let mut session: Session = decode(SESSIONS, &key, &item)?;
+            if session.revoked {
+                continue;
+            }
+            session.revoked = true;
+            ops.push(Op::Put {
+                ns: SESSIONS.into(),
+                value: encode(&session)?,
+                key,
+                expect: Expect::Version(item.version),
+            });
+        }
+        Ok(ops)
     }
 }
 

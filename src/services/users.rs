@@ -89,7 +89,7 @@ impl Accounts {
         update: AdminUpdate,
     ) -> Result<User, AccountError> {
         let (user, version) = self.existing(id).await?;
-        self.update_user(user, version, update.profile, Some(update.flags))
+        self.update_user(user, version, update.profile, Some(update.flags), None)
             .await
     }
 

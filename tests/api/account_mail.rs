@@ -233,7 +233,7 @@ async fn a_mailed_token_does_not_survive_a_change_of_address() {
         .client
         .patch(app.url("/users/me"))
         .bearer_auth(pair["access_token"].as_str().unwrap())
-        .json(&json!({"email": "ada@lovelace.org"}))
+        .json(&json!({"email": "ada@lovelace.org", "current_password": PASSWORD}))
         .send()
         .await
         .unwrap();

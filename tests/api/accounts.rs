@@ -225,17 +225,21 @@ async fn users_change_their_own_profile_but_not_their_privileges() {
     assert_eq!(user["is_active"], true);
 
     assert_error(
-        &patch(json!({"email": "BOB@example.com"})).await,
+        &patch(json!({"email": "BOB@example.com", "current_password": PASSWORD})).await,
         StatusCode::BAD_REQUEST,
         "UPDATE_USER_EMAIL_ALREADY_EXISTS",
     );
     assert_error(
-        &patch(json!({"password": "tiny"})).await,
+        &patch(json!({"password": "tiny", "current_password": PASSWORD})).await,
         StatusCode::BAD_REQUEST,
         "UPDATE_USER_INVALID_PASSWORD",
     );
-    let (status, user) =
-        patch(json!({"email": "ada@lovelace.org", "password": "a whole new phrase"})).await;
+    let (status, user) = patch(json!({
+        "email": "ada@lovelace.org",
+        "password": "a whole new phrase",
+        "current_password": PASSWORD,
+    }))
+    .await;
     assert_eq!(status, StatusCode::OK, "{user}");
     assert_eq!(user["email"], "ada@lovelace.org");
     assert_error(
@@ -253,6 +257,151 @@ async fn users_change_their_own_profile_but_not_their_privileges() {
     assert_eq!(
         register(&app, "ada@example.com", PASSWORD).await.0,
         StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn a_new_password_or_address_needs_the_current_password_and_ends_other_sessions() {
+    let app = spawn_app().await;
+    register(&app, "ada@example.com", PASSWORD).await;
+    let (_, this) = login(&app, "ada@example.com", PASSWORD).await;
+    let (_, other) = login(&app, "ada@example.com", PASSWORD).await;
+    let patch = |body: Value| {
+        with_token(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/me",
+            access(&this),
+            Some(body),
+        )
+    };
+    for change in [
+        json!({"password": "a whole new phrase"}),
+        json!({"email": "ada@lovelace.org"}),
+    ] {
+        assert_error(
+            &patch(change.clone()).await,
+            StatusCode::BAD_REQUEST,
+            "UPDATE_USER_CURRENT_PASSWORD_REQUIRED",
+        );
+        let mut wrong = change;
+        wrong["current_password"] = json!("not my password");
+        assert_error(
+            &patch(wrong).await,
+            StatusCode::BAD_REQUEST,
+            "UPDATE_USER_BAD_CURRENT_PASSWORD",
+        );
+    }
+    // Neither a name nor the same address needs it, and neither ends a session.
+    let (status, body) = patch(json!({"name": "Ada", "email": "ADA@example.com"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(me(&app, access(&other)).await.0, StatusCode::OK);
+    assert_eq!(
+        login(&app, "ada@example.com", PASSWORD).await.0,
+        StatusCode::OK,
+        "nothing refused was changed"
+    );
+
+    let (status, body) = patch(json!({
+        "password": "a whole new phrase",
+        "current_password": PASSWORD,
+    }))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The caller's session goes on; every other one has ended.
+    assert_eq!(me(&app, access(&this)).await.0, StatusCode::OK);
+    assert_eq!(me(&app, access(&other)).await.0, StatusCode::UNAUTHORIZED);
+    let refreshed = app
+        .post_json(
+            "/auth/jwt/refresh",
+            &json!({"refresh_token": other["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refreshed.0, StatusCode::UNAUTHORIZED, "{}", refreshed.1);
+
+    // An API key is no sign-in: it cannot change them, even with the password.
+    let (status, created) = with_token(
+        &app,
+        reqwest::Method::POST,
+        "/auth/api-keys/",
+        access(&this),
+        Some(json!({"name": "ci"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let response = app
+        .client
+        .patch(app.url("/users/me"))
+        .header("x-api-key", created["api_key"].as_str().unwrap())
+        .json(&json!({"password": "yet another phrase", "current_password": "a whole new phrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "NOT_A_SESSION", "{body}");
+}
+
+async fn sessions_of(app: &TestApp, token: &str) -> (StatusCode, Value) {
+    with_token(app, reqwest::Method::GET, "/auth/sessions", token, None).await
+}
+
+#[tokio::test]
+async fn users_list_their_sessions_and_end_any_of_them() {
+    let app = spawn_app().await;
+    register(&app, "ada@example.com", PASSWORD).await;
+    register(&app, "bob@example.com", PASSWORD).await;
+    let (_, this) = login(&app, "ada@example.com", PASSWORD).await;
+    let (_, other) = login(&app, "ada@example.com", PASSWORD).await;
+    let (_, bobs) = login(&app, "bob@example.com", PASSWORD).await;
+    let current = |sessions: &Value| -> String {
+        let all = sessions.as_array().unwrap();
+        let mine: Vec<&Value> = all.iter().filter(|s| s["current"] == true).collect();
+        assert_eq!(mine.len(), 1, "{sessions}");
+        mine[0]["id"].as_str().unwrap().to_owned()
+    };
+    let (status, sessions) = sessions_of(&app, access(&this)).await;
+    assert_eq!(status, StatusCode::OK, "{sessions}");
+    assert_eq!(sessions.as_array().unwrap().len(), 2, "{sessions}");
+    let this_sid = current(&sessions);
+    let other_sid = current(&sessions_of(&app, access(&other)).await.1);
+    let bob_sid = current(&sessions_of(&app, access(&bobs)).await.1);
+    assert_ne!(this_sid, other_sid);
+
+    let (app_ref, token) = (&app, access(&this).to_owned());
+    let end = |sid: String| {
+        let (path, token) = (format!("/auth/sessions/{sid}"), token.clone());
+        async move { with_token(app_ref, reqwest::Method::DELETE, &path, &token, None).await }
+    };
+    // Another user's session is not found, and lives on.
+    assert_error(
+        &end(bob_sid).await,
+        StatusCode::NOT_FOUND,
+        "SESSION_NOT_FOUND",
+    );
+    assert_eq!(me(&app, access(&bobs)).await.0, StatusCode::OK);
+
+    assert_eq!(end(other_sid.clone()).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(me(&app, access(&other)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&app, access(&this)).await.0, StatusCode::OK);
+    assert_eq!(
+        sessions_of(&app, access(&this))
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_error(
+        &end(other_sid).await,
+        StatusCode::NOT_FOUND,
+        "SESSION_NOT_FOUND",
+    );
+    assert_error(
+        &end("no-such-session".into()).await,
+        StatusCode::NOT_FOUND,
+        "SESSION_NOT_FOUND",
     );
 }
 

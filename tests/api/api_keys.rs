@@ -312,7 +312,7 @@ async fn a_decision_without_a_principal_is_decided_for_the_caller() {
         reqwest::Method::PATCH,
         "/users/me",
         Auth::Bearer(&token),
-        Some(json!({"email": "ada@elsewhere.org"})),
+        Some(json!({"email": "ada@elsewhere.org", "current_password": PASSWORD})),
     )
     .await;
     assert_eq!(status, StatusCode::OK);

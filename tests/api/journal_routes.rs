@@ -359,6 +359,40 @@ async fn accounts(walk: &mut Walk) {
     )
     .await;
 
+    // A session ended from another one of the same user.
+    let (_, extra) = walk
+        .app
+        .call(
+            Method::POST,
+            "/auth/jwt/login",
+            Auth::None,
+            Some(login.clone()),
+        )
+        .await;
+    walk.catch_up().await;
+    let (_, listed) = walk
+        .app
+        .call(
+            Method::GET,
+            "/auth/sessions",
+            Auth::Bearer(&text(&extra, "access_token")),
+            None,
+        )
+        .await;
+    let sid = listed
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["current"] == true))
+        .map(|s| text(s, "id"))
+        .expect("the caller's session is listed as current");
+    walk.call(
+        Method::DELETE,
+        "/auth/sessions/{sid}",
+        &format!("/auth/sessions/{sid}"),
+        Auth::Bearer(&session),
+        None,
+    )
+    .await;
+
     // Mailed tokens: asking writes only the token; spending it writes.
     let to = json!({"email": email});
     walk.call(
