@@ -7,6 +7,8 @@
 #                                  # test OIDC provider (Node), and checks
 #                                  # that PostgreSQL and Redis answer
 #   scripts/install-deps.sh load   # what `make load` needs (wrk)
+#   scripts/install-deps.sh api-fuzz  # Schemathesis, in a virtualenv under
+#                                  # the cargo target directory
 set -euo pipefail
 
 want=${1:-test}
@@ -46,8 +48,16 @@ case "$want" in
   load)
     apt_install wrk curl
     ;;
+  api-fuzz)
+    venv=${API_FUZZ_VENV:-${CARGO_TARGET_DIR:-target}/api-fuzz-venv}
+    if ! "$venv/bin/st" --version 2> /dev/null | grep -q "4.32.5"; then
+      echo "installing schemathesis into $venv"
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+    fi
+    ;;
   *)
-    echo "usage: $0 test|load" >&2
+    echo "usage: $0 test|load|api-fuzz" >&2
     exit 64
     ;;
 esac

@@ -53,12 +53,24 @@ fn operation(method: &str, template: &str, about: &str) -> Value {
         .collect();
     let (request, response) = bodies(method, template);
     let mut responses = Map::new();
-    let (status, schema) = response;
+    let (statuses, schema) = response;
     let mut ok = json!({"description": "success"});
     if let Some(schema) = schema {
-        ok["content"] = json!({"application/json": {"schema": schema}});
+        let media = if template == "/metrics" {
+            "text/plain"
+        } else {
+            "application/json"
+        };
+        ok["content"] = json!({media: {"schema": schema}});
     }
-    responses.insert(status.to_owned(), ok);
+    // `200|201`: a route that answers either (updated or created).
+    for status in statuses.split('|') {
+        let mut answer = ok.clone();
+        if status == "204" {
+            answer.as_object_mut().map(|o| o.remove("content"));
+        }
+        responses.insert(status.to_owned(), answer);
+    }
     responses.insert(
         "default".into(),
         json!({"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
@@ -83,6 +95,7 @@ fn schema_ref(name: &str) -> Value {
 }
 
 /// The request and success response schemas of the routes that have them.
+/// The success status may name several (`200|201`); a 204 has no body.
 fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option<Value>)) {
     let object = json!({"type": "object"});
     match (method, template) {
@@ -133,6 +146,26 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
                 json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
             ),
             ("202", None),
+        ),
+        ("get", "/auth/sessions") => (
+            None,
+            (
+                "200",
+                Some(json!({"type": "array", "items": {"type": "object",
+                    "required": ["id", "created_at", "expires_at", "current"], "properties": {
+                    "id": {"type": "string"}, "created_at": {"type": "integer"},
+                    "expires_at": {"type": "integer"}, "current": {"type": "boolean"}}}})),
+            ),
+        ),
+        ("delete", "/auth/sessions/{sid}" | "/storage/{namespace}/{key}") => (None, ("204", None)),
+        ("post", "/storage/{namespace}/{key}") => (
+            Some(json!({"description": "any bytes, stored as sent"})),
+            (
+                "200|201",
+                Some(json!({"type": "object", "required": ["namespace", "key", "version"], "properties": {
+                    "namespace": {"type": "string"}, "key": {"type": "string"},
+                    "version": {"type": "integer"}}})),
+            ),
         ),
         ("post", "/auth/jwt/logout")
         | ("delete", "/auth/api-keys/{key_id}")
@@ -311,7 +344,7 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
                 json!({"type": "object", "properties": {"description": {"type": "string"},
                 "parents": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}}}),
             ),
-            ("200", Some(schema_ref("Role"))),
+            ("200|201", Some(schema_ref("Role"))),
         ),
         ("get", "/rbac/users/{id}/roles")
         | ("post", "/rbac/users/{id}/roles")

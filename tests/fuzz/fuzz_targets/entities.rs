@@ -1,5 +1,5 @@
 //! The entities upload parser: any bytes as the body of `PUT /v1/entities`
-//! (replace) and `POST /v1/entities` (upsert), checked against the Docs
+//! (replace) and `PATCH /v1/entities` (upsert), checked against the Docs
 //! schema. An accepted upload must then be served: a decision after it
 //! still answers.
 #![no_main]
@@ -12,7 +12,7 @@ const PROBE: &str = r#"{"principal": "Portcullis::User::\"alice\"", "action": "D
 
 fuzz_target!(|data: &[u8]| {
     let app = harness(Policies::Docs);
-    for method in [Method::PUT, Method::POST] {
+    for method in [Method::PUT, Method::PATCH] {
         let answer = app.json(method.clone(), "/v1/entities", data.to_vec(), true);
         answer.assert_sound(&format!("{method} /v1/entities"));
         if answer.status.is_success() {
