@@ -6,7 +6,10 @@
 //!   on the way may have applied, and applying it twice is worse than
 //!   reporting the failure.
 //! - **Circuit breaker**, one per backend: after `failures` transient
-//!   failures in a row it opens and calls fail at once with `CircuitOpen`;
+//!   failures in a row (each failed attempt counts, retries included: calls
+//!   to one backend may be serialized, and a down backend must not take
+//!   `failures` whole calls with their retries to be noticed) it opens and
+//!   calls fail at once with `CircuitOpen`;
 //!   after `cooldown` one probe call is let through (half-open), and its
 //!   outcome closes or reopens it. Answers such as a version conflict prove
 //!   the backend is up and count as successes.
@@ -173,6 +176,7 @@ impl Guard {
             .when(retry_on)
             .notify(|e, delay| {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                self.breaker.failed();
                 tracing::debug!(backend = %self.breaker.name, error = %e, delay_ms = delay.as_millis() as u64, "Retrying a backend call.");
             })
             .instrument(span)
