@@ -4,7 +4,7 @@
 #               `make gauntlet`: the release binary end to end over HTTP
 export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
 
-.PHONY: run test gauntlet fuzz api-fuzz lint bench load switch-bench accounts-load callgrind ci
+.PHONY: run test gauntlet fuzz api-fuzz chaos soak lint bench load switch-bench accounts-load callgrind ci
 
 run:
 	cargo run --release -- serve
@@ -28,6 +28,17 @@ api-fuzz:
 	scripts/install-deps.sh api-fuzz
 	cargo build --release --locked
 	python3 scripts/api_fuzz.py
+
+# Decisions and writes checked against an oracle while spare stores crash,
+# the store is switched twice and Portcullis is killed; see scripts/chaos.py.
+chaos:
+	cargo build --release --locked
+	python3 scripts/chaos.py
+
+# Mixed traffic with policy and entity churn; RSS, descriptors and p99
+# plotted and checked; see scripts/soak.sh (SOAK_MINUTES, default 30).
+soak:
+	scripts/soak.sh
 
 lint:
 	cargo fmt --check

@@ -29,8 +29,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gauntlet  # noqa: E402  (the server helpers)
 
-VENV = os.environ.get("API_FUZZ_VENV") or os.path.join(
-    os.environ.get("CARGO_TARGET_DIR") or os.path.join(gauntlet.ROOT, "target"), "api-fuzz-venv")
+VENV = os.environ.get("PY_VENV") or os.path.join(
+    os.environ.get("CARGO_TARGET_DIR") or os.path.join(gauntlet.ROOT, "target"), "py-venv")
 ST = os.path.join(VENV, "bin", "st")
 OPERATOR = "api-fuzz-operator-token-7d1f2a9c4e"
 USER = ("fuzzer@example.com", "correct horse battery staple 9")

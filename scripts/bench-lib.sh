@@ -25,6 +25,24 @@ wait_ready() { # port
   return 1
 }
 
+# Serves the bench data set in $work (written by `$helper dataset $work`)
+# on 127.0.0.1:PORT, with $ADMIN_TOKEN as the operator's token, in the
+# background (its pid in $server_pid and $pids), and loads the entities.
+start_portcullis() { # port
+  PORTCULLIS_SERVER__LISTEN=127.0.0.1:$1 \
+  PORTCULLIS_SERVER__BODY_LIMIT_BYTES=67108864 \
+  PORTCULLIS_SERVER__ADMIN_TOKEN=$ADMIN_TOKEN \
+  PORTCULLIS_STORE__PATH="$work/portcullis.db" \
+  PORTCULLIS_POLICIES__DIR="$work/policies" \
+  PORTCULLIS_POLICIES__WATCH=false \
+    "$CARGO_TARGET_DIR/release/portcullis" serve &
+  server_pid=$!
+  pids+=("$server_pid")
+  wait_ready "$1"
+  curl -fsS -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" --data-binary "@$work/entities.json" \
+    "http://127.0.0.1:$1/v1/data" > /dev/null
+}
+
 # A temporary $work directory and a $pids list of background processes,
 # both removed on exit; a script may define cleanup_extra to do more.
 workspace() {

@@ -9,6 +9,7 @@
 #   scripts/install-deps.sh load   # what `make load` needs (wrk)
 #   scripts/install-deps.sh api-fuzz  # Schemathesis, in a virtualenv under
 #                                  # the cargo target directory
+#   scripts/install-deps.sh soak   # matplotlib, in the same virtualenv
 set -euo pipefail
 
 want=${1:-test}
@@ -48,16 +49,19 @@ case "$want" in
   load)
     apt_install wrk curl
     ;;
-  api-fuzz)
-    venv=${API_FUZZ_VENV:-${CARGO_TARGET_DIR:-target}/api-fuzz-venv}
-    if ! "$venv/bin/st" --version 2> /dev/null | grep -q "4.32.5"; then
-      echo "installing schemathesis into $venv"
-      python3 -m venv "$venv"
-      "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+  api-fuzz|soak)
+    # Python tools in one virtualenv under the cargo target directory:
+    # Schemathesis for api-fuzz, matplotlib for soak's plot.
+    venv=${PY_VENV:-${CARGO_TARGET_DIR:-target}/py-venv}
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+    want_pkg=$([ "$want" = api-fuzz ] && echo schemathesis==4.32.5 || echo matplotlib==3.11.2)
+    if ! "$venv/bin/pip" show "${want_pkg%%==*}" 2> /dev/null | grep "^Version: ${want_pkg##*==}$" > /dev/null; then
+      echo "installing $want_pkg into $venv"
+      "$venv/bin/pip" install --quiet --disable-pip-version-check "$want_pkg"
     fi
     ;;
   *)
-    echo "usage: $0 test|load|api-fuzz" >&2
+    echo "usage: $0 test|load|api-fuzz|soak" >&2
     exit 64
     ;;
 esac

@@ -28,19 +28,9 @@ workspace
 
 "$helper" dataset "$work"
 
-PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
-PORTCULLIS_SERVER__BODY_LIMIT_BYTES=67108864 \
-PORTCULLIS_SERVER__ADMIN_TOKEN=$ADMIN_TOKEN \
-PORTCULLIS_STORE__PATH="$work/portcullis.db" \
-PORTCULLIS_POLICIES__DIR="$work/policies" \
-PORTCULLIS_POLICIES__WATCH=false \
-  "$CARGO_TARGET_DIR/release/portcullis" serve &
-pids+=($!)
 "$helper" floor "127.0.0.1:$FLOOR_PORT" > /dev/null &
 pids+=($!)
-
-wait_ready "$PORT"
-curl -fsS -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" --data-binary "@$work/entities.json" "http://127.0.0.1:$PORT/v1/data" > /dev/null
+start_portcullis "$PORT"
 echo "== loaded $(curl -fsS "http://127.0.0.1:$PORT/health" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(h["entities"]["count"], "entities,", h["policies"]["count"], "policies")')"
 
 run() { # name url script
