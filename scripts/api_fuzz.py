@@ -103,8 +103,7 @@ def main():
     finally:
         gauntlet.stop_server(server)
         gauntlet.drop_schema()
-    log = open(os.path.join(cwd, "server.stderr.log"), errors="replace").read()
-    panics = [line for line in log.splitlines() if "panicked" in line]
+    panics = gauntlet.server_panics(cwd)
     for line in panics[:20]:
         print(f"api-fuzz: server panic: {line}")
     if panics:

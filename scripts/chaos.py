@@ -446,8 +446,7 @@ def main():
     print("== report")
     for key, value in stats.items():
         print(f"   {key}: {value}")
-    log = open(os.path.join(cwd, "server.stderr.log"), errors="replace").read()
-    panics = [line for line in log.splitlines() if "panicked" in line]
+    panics = gauntlet.server_panics(cwd)
     good = (passed and stats["wrong_allows"] == 0 and stats["wrong_denies_bug"] == 0
             and stats["acknowledged_writes_lost"] == 0 and not panics)
     for line in panics[:10]:

@@ -214,6 +214,12 @@ def stop_server(server):
         server.wait()
 
 
+def server_panics(cwd):
+    """The lines of the server's log in `cwd` that report a panic."""
+    with open(os.path.join(cwd, "server.stderr.log"), errors="replace") as log:
+        return [line for line in log.read().splitlines() if "panicked" in line]
+
+
 def drop_schema():
     if not shutil.which("psql"):
         print(f"note: no psql; Postgres schema {SCHEMA} is left behind")

@@ -81,14 +81,9 @@ pub async fn open_recovery(config: &Config) -> anyhow::Result<(Arc<Registry>, Ca
         entity_capacity: 0,
         entity_ttl: Duration::from_secs(1),
     };
-    let mut catalog = Catalog::open(
-        store,
-        &config.policies.dir,
-        config.policies.limits(),
-        &cache,
-    )
-    .await
-    .map_err(describe)?;
+    let mut catalog = Catalog::open(store, &config.policies, &cache)
+        .await
+        .map_err(describe)?;
     if let Some(bus) = &config.bus {
         let bus = Arc::new(
             RedisBus::new(&bus.url, &bus.channel).context("cannot configure the change bus")?,
@@ -137,14 +132,9 @@ impl App {
             entity_capacity: config.cache.entity_capacity,
             entity_ttl: Duration::from_secs(config.cache.entity_ttl_seconds),
         };
-        let mut catalog = Catalog::open(
-            store,
-            &config.policies.dir,
-            config.policies.limits(),
-            &cache,
-        )
-        .await
-        .map_err(describe)?;
+        let mut catalog = Catalog::open(store, &config.policies, &cache)
+            .await
+            .map_err(describe)?;
         let mut notices = None;
         if let Some(bus) = &config.bus {
             let bus = Arc::new(

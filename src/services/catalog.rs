@@ -20,6 +20,7 @@ use crate::authz::{
     PolicySnapshot, RBAC_POLICY_PREFIX, SchemaDoc, entity_key, load_policy_dir, parse_entities,
 };
 use crate::backends::{Expect, Notice, Op, RedisBus, Store, StoreError, scan_all};
+use crate::config::PoliciesConfig;
 
 pub(crate) const POLICIES: &str = "policies";
 pub(crate) const SCHEMA: &str = "schema";
@@ -68,10 +69,10 @@ impl Catalog {
     /// the engine. Any invalid part fails startup with its diagnostics.
     pub async fn open(
         store: Arc<dyn Store>,
-        policy_dir: &Path,
-        limits: PolicyLimits,
+        policies: &PoliciesConfig,
         cache: &CacheSettings,
     ) -> Result<Catalog, ServiceError> {
+        let (policy_dir, limits) = (&policies.dir, policies.limits());
         let rbac = RbacState::load(store.as_ref()).await?;
         let mut inputs = read_inputs(store.as_ref(), policy_dir, limits).await?;
         inputs.rbac = rbac.compiled();
@@ -86,7 +87,7 @@ impl Catalog {
         Ok(Catalog {
             store,
             engine,
-            policy_dir: policy_dir.to_owned(),
+            policy_dir: policy_dir.clone(),
             limits,
             writer: Mutex::new(()),
             bus: None,
