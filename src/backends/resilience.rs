@@ -102,12 +102,17 @@ impl Breaker {
         self.probing.store(false, Ordering::Release);
     }
 
+    /// A failed attempt. At the threshold the breaker opens; a failure
+    /// while it is open (an attempt admitted before, such as a retry) starts
+    /// the cooldown again, so it counts from the latest failure.
     fn failed(&self) {
         let failures = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         let probing = self.probing.swap(false, Ordering::AcqRel);
-        if probing || (failures >= self.threshold && self.opened_at.load(Ordering::Acquire) == 0) {
-            self.opened_at.store(self.now_ms() + 1, Ordering::Release);
-            tracing::warn!(backend = %self.name, failures, "Circuit opened: calls fail fast until the cooldown ends.");
+        if probing || failures >= self.threshold {
+            let was = self.opened_at.swap(self.now_ms() + 1, Ordering::AcqRel);
+            if was == 0 || probing {
+                tracing::warn!(backend = %self.name, failures, "Circuit opened: calls fail fast until the cooldown ends.");
+            }
         }
     }
 }
@@ -316,6 +321,23 @@ mod tests {
         b.failed();
         assert_eq!(b.state(), BreakerState::Open);
         assert!(!b.admit());
+    }
+
+    #[test]
+    fn a_failure_while_open_restarts_the_cooldown() {
+        // A retry admitted before the breaker opened fails after it did.
+        let b = breaker(1, 80);
+        b.failed();
+        std::thread::sleep(Duration::from_millis(50));
+        b.failed();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            b.state(),
+            BreakerState::Open,
+            "80 ms from the latest failure"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
     }
 
     #[test]
