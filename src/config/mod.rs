@@ -605,6 +605,37 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// Accepts `level`, `target` and `target=level` directives, comma-separated.
+/// Span and field filters (`[span{field=value}]`) are refused: their values
+/// are compiled as regular expressions, and the `config` fuzz target found
+/// one that took minutes to build.
+fn plain_directives(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if filter.len() > 1024 {
+        return Err("must be at most 1024 bytes".into());
+    }
+    let target_ok = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-'))
+    };
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match directive.split_once('=') {
+            Some((target, level)) => {
+                target_ok(target) && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+            }
+            None => target_ok(directive),
+        };
+        if !ok {
+            return Err(format!(
+                "`{directive}` is not `level`, `target` or `target=level` (levels: {}); span and field filters are not accepted",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -761,6 +792,9 @@ impl Config {
         }
         if self.cache.identity_ttl_seconds == 0 {
             return invalid("cache.identity_ttl_seconds", "must be greater than 0");
+        }
+        if let Err(e) = plain_directives(&self.log.level) {
+            return invalid("log.level", &e);
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &e.to_string());

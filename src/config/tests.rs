@@ -228,3 +228,28 @@ fn request_limits_are_checked() {
         Config::from_toml_str("[server]\nmax_headers = 100\nmax_json_depth = 2\n").unwrap();
     assert_eq!(config.server.max_headers, 100);
 }
+
+#[test]
+fn log_filters_are_plain_directives() {
+    for ok in [
+        "info",
+        "portcullis=debug,sqlx=warn",
+        "warn,portcullis::api=TRACE",
+        "portcullis",
+    ] {
+        let config = Config::from_toml_str(&format!("[log]\nlevel = \"{ok}\"\n"));
+        assert!(config.is_ok(), "{ok}: {:?}", config.err());
+    }
+    // Found by the `config` fuzz target: a field filter whose regular
+    // expression took minutes to compile. It is refused before that.
+    let slow = concat!(
+        "[[@+[[[C[[[[[{ typ(e =c_l>I*IIIIIIIIIIIIIIIIIIIIIIIII",
+        "...........................................................",
+        "IIIIIIIIIIIIIIIIIIIIIIIIII$IIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIIII",
+        "in*_tt|ttlmety_}eco5"
+    );
+    for bad in [slow, "info,[span{field=1}]=debug", "portcullis=loud", "a b"] {
+        let err = Config::from_toml_str(&format!("[log]\nlevel = {bad:?}\n")).unwrap_err();
+        assert!(err.to_string().contains("log.level"), "{bad}: {err}");
+    }
+}
