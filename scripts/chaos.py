@@ -410,14 +410,17 @@ def main():
             oracle.outages.append([killed, None])
         server.send_signal(signal.SIGKILL)
         server.wait()
+        # Answers already on their way before the kill may arrive after it:
+        # recovery counts from the restart.
+        restarted = time.monotonic()
         server = gauntlet.start_server(cwd, env)
         ready = wait_for(lambda: post(api, "GET", "/ready")[0] == 200, 60)
         with oracle.lock:
             oracle.outages[-1][1] = time.monotonic()
-        recovered = first_ack_after(load, killed)
-        report["portcullis"] = {"ready_after_s": ready,
-                                "first_acknowledged_write_after_kill_s": recovered}
-        print(f"   ready after {ready} s, first acknowledged write {recovered} s after the kill",
+        recovered = first_ack_after(load, restarted)
+        report["portcullis"] = {"ready_after_restart_s": ready,
+                                "first_acknowledged_write_after_restart_s": recovered}
+        print(f"   ready {ready} s after the restart, first acknowledged write after {recovered} s",
               flush=True)
         verify_writes(api, oracle, "after the restart")
         time.sleep(STEADY)
