@@ -6,7 +6,7 @@
 # policy or entity generation, so the caches keep being invalidated).
 # After each window of SOAK_SAMPLE_SECONDS it samples the server's RSS, open
 # file descriptors and the window's p99, then plots them to a PNG and fails
-# on an upward trend (scripts/soak_check.py): RSS flat within 10 % after
+# on an upward trend (scripts/soak_check.py): RSS's trend flat within 10 % after
 # warm-up, descriptors flat, p99 within 2x of its median.
 #
 #   make soak                                        # 30 min, 60 s windows
