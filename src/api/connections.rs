@@ -100,12 +100,6 @@ pub struct Admitted {
     _place: Place,
 }
 
-impl Admitted {
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
-    }
-}
-
 impl AsyncRead for Admitted {
     fn poll_read(
         mut self: Pin<&mut Self>,

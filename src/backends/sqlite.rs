@@ -213,6 +213,7 @@ impl Store for SqliteStore {
         let after = cursor.map(decode_cursor).transpose()?;
         let limit = limit.clamp(1, 10_000);
         // A key range on the (ns, key) index; keys compare bytewise.
+        let end = prefix_end(prefix);
         let rows = sqlx::query(
             "SELECT key, value, version FROM kv \
              WHERE ns = ? AND key >= ? AND (? IS NULL OR key < ?) AND (? IS NULL OR key > ?) \
@@ -220,8 +221,8 @@ impl Store for SqliteStore {
         )
         .bind(ns)
         .bind(prefix)
-        .bind(prefix_end(prefix))
-        .bind(prefix_end(prefix))
+        .bind(end.as_deref())
+        .bind(end.as_deref())
         .bind(after.as_deref())
         .bind(after.as_deref())
         .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
