@@ -20,7 +20,18 @@ machine's shared ones):
    always: what Redis acknowledged survives);
 3. switch to the spare PostgreSQL;
 4. stop PostgreSQL (`immediate`: a crash), start it again;
-5. SIGKILL Portcullis mid-write, start it again on the same store.
+5. freeze the LDAP directory (its own slapd) with SIGSTOP, thaw it with
+   SIGCONT;
+6. SIGKILL the OIDC provider (its own oidc-provider), start it again;
+7. SIGKILL Portcullis mid-write, start it again on the same store.
+
+Beside the document load, directory load runs from the start: decisions for
+LDAP users on a policy over an LDAP group (alice and carol are in
+`engineering`, carol through a nested group; bob and dave are not),
+LDAP sign-ins (alice, bob and carol with their passwords, dave always with
+a wrong one: a 200 for dave is a wrong allow), and decisions for the OIDC
+provider's `gateway` client by its bearer JWT (allowed), and by that token
+with its payload changed (a 2xx is a wrong allow).
 
 The report: decisions made; wrong allows (must be 0); wrong denies by cause
 (during an outage and naming an error: fail-closed, expected; anything else
@@ -29,7 +40,9 @@ must hold a possible owner, after the restart and at the end); for each
 store outage the time until its breaker opened and, after the restart,
 until it closed and until the first acknowledged write; for the restart of
 Portcullis, the time until it was ready and until the first acknowledged
-write. It is printed and written to $CARGO_TARGET_DIR/chaos-report.json.
+write; for the directory, the time until its breaker opened, and after the
+thaw until it closed and until the first sign-in; for the provider, the
+time after its restart until a token it newly issued was accepted. It is printed and written to $CARGO_TARGET_DIR/chaos-report.json.
 
     CHAOS_OUTAGE_SECONDS   how long each service stays down (default 10)
     CHAOS_STEADY_SECONDS   load between faults (default 5)
@@ -37,9 +50,11 @@ write. It is printed and written to $CARGO_TARGET_DIR/chaos-report.json.
     CHAOS_WRITERS          writer threads (default 3)
 
 Needs redis-server and PostgreSQL's server binaries, as the machine has
-them; Python 3 standard library only.
+them, and slapd and the test OIDC provider (`scripts/install-deps.sh test`);
+Python 3 standard library only.
 """
 
+import base64
 import json
 import os
 import random
@@ -51,6 +66,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gauntlet  # noqa: E402  (the HTTP client and server helpers)
@@ -91,7 +108,9 @@ class Oracle:
         self.stats = {"decisions": 0, "wrong_allows": 0, "wrong_denies_fail_closed": 0,
                       "wrong_denies_bug": 0, "ambiguous_decisions": 0, "unanswered_decisions": 0,
                       "server_errors_during_outages": 0, "server_errors_otherwise": 0, "writes_acknowledged": 0, "writes_failed": 0,
-                      "acknowledged_writes_lost": 0}
+                      "acknowledged_writes_lost": 0,
+                      "sign_ins": 0, "sign_ins_refused_fail_closed": 0, "wrong_sign_in_refusals": 0,
+                      "wrong_sign_ins": 0, "forged_tokens_refused": 0}
         self.outages = []  # [start, end or None]
         self.examples = []
 
@@ -171,6 +190,104 @@ def spare_postgres(root):
     return Service("pg", start, stop), f"postgres://postgres@127.0.0.1:{port}/postgres"
 
 
+def spare_slapd(root):
+    """Its own slapd, seeded from backends/ldap/seed.ldif. Its `stop` is a
+    freeze (SIGSTOP: connections are accepted and never answered), its
+    `start` the thaw."""
+    port = gauntlet.free_port()
+    out = subprocess.run([os.path.join(gauntlet.ROOT, "backends/ldap/start.sh"), str(port),
+                          os.path.join(root, "slapd")], check=True, capture_output=True, text=True)
+    pid = int(out.stdout.strip())
+
+    def kill(sig):
+        os.kill(pid, sig)
+
+    service = Service("corp", lambda: kill(signal.SIGCONT), lambda: kill(signal.SIGSTOP))
+    service.pid = pid
+    return service, port
+
+
+def spare_oidc(root, redirect):
+    """Its own oidc-provider (backends/oidc/server.js)."""
+    port = gauntlet.free_port()
+    state = {}
+
+    def start():
+        log = open(os.path.join(root, "oidc.log"), "a")
+        state["proc"] = subprocess.Popen(
+            ["node", os.path.join(gauntlet.ROOT, "backends/oidc/server.js")],
+            env={**os.environ, "OIDC_PORT": str(port), "OIDC_REDIRECT_URIS": redirect},
+            stdout=log, stderr=log)
+        wait_port(port)
+
+    def stop():
+        state["proc"].send_signal(signal.SIGKILL)
+        state["proc"].wait()
+
+    return Service("op", start, stop), f"http://127.0.0.1:{port}"
+
+
+def provider_token(issuer):
+    """A JWT access token of the provider's `gateway` client, or None."""
+    credentials = base64.b64encode(b"gateway:gateway-test-secret").decode()
+    request = urllib.request.Request(
+        f"{issuer}/token",
+        urllib.parse.urlencode({"grant_type": "client_credentials", "scope": "api"}).encode(),
+        {"Authorization": f"Basic {credentials}",
+         "Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())["access_token"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def forged(token):
+    """The token with its payload's `sub` changed and the signature kept."""
+    head, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "root"
+    changed = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"{head}.{changed}.{signature}"
+
+
+# The directory policies: on an LDAP group, and on the provider's group.
+DIRECTORY_POLICIES = """
+@id("chaos.ldap-engineering")
+permit(principal in Portcullis::Group::"corp:engineering", action == Docs::Action::"write",
+       resource == Docs::Document::"chaos-ldap");
+@id("chaos.oidc-gateways")
+permit(principal in Portcullis::Group::"op:gateways", action == Docs::Action::"read",
+       resource == Docs::Document::"chaos-oidc");
+"""
+LDAP_MEMBERS = {"alice": True, "bob": False, "carol": True, "dave": False}
+
+
+def directory_config(ldap_port, issuer, redirect):
+    return f"""
+[backends.corp]
+kind = "ldap"
+url = "ldap://127.0.0.1:{ldap_port}"
+bind_dn = "cn=admin,dc=portcullis,dc=test"
+bind_password = "admin-secret"
+user_base = "ou=people,dc=portcullis,dc=test"
+group_base = "ou=groups,dc=portcullis,dc=test"
+timeout_ms = 1000
+
+[backends.op]
+kind = "oidc"
+issuer = "{issuer}"
+client_id = "portcullis"
+client_secret = "portcullis-test-secret"
+redirect_url = "{redirect}"
+scopes = ["openid", "email", "profile", "groups"]
+
+[backends.op.bearer]
+audiences = ["portcullis"]
+algorithms = ["RS256"]
+"""
+
+
 def wait_port(port, timeout=20):
     import socket
     deadline = time.monotonic() + timeout
@@ -196,14 +313,21 @@ def post(api, method, path, body=None, token=None):
 class Load:
     """The writer and the readers, until stopped."""
 
-    def __init__(self, api, oracle):
-        self.api, self.oracle = api, oracle
+    def __init__(self, api, oracle, issuer):
+        self.api, self.oracle, self.issuer = api, oracle, issuer
         self.running = threading.Event()
         self.running.set()
         self.acked_at = []  # times of acknowledged writes
+        self.signed_in_at = []  # times of LDAP sign-ins that succeeded
+        self.token = provider_token(issuer)
+        if self.token is None:
+            raise RuntimeError(f"no token from the provider at {issuer}")
+        self.token_accepted_at = {}  # token -> first time it was accepted
         self.threads = [threading.Thread(target=self.writer, args=(w,), daemon=True)
                         for w in range(WRITERS)] + [
-            threading.Thread(target=self.reader, daemon=True) for _ in range(READERS)]
+            threading.Thread(target=self.reader, daemon=True) for _ in range(READERS)] + [
+            threading.Thread(target=t, daemon=True)
+            for t in (self.ldap_reader, self.ldap_sign_in, self.ldap_sign_in, self.bearer_reader)]
 
     def start(self):
         for t in self.threads:
@@ -274,6 +398,94 @@ class Load:
                 o.count("wrong_denies_bug", example)
 
 
+    def judge(self, since, status, body, want):
+        """One decision whose right answer is `want`, whatever was written."""
+        o = self.oracle
+        until = time.monotonic()
+        if status is None:
+            o.count("unanswered_decisions")
+            time.sleep(0.05)
+            return False
+        if status >= 500:
+            o.server_error(since, status, body)
+            return False
+        o.count("decisions")
+        got = body.get("decision") if status == 200 and isinstance(body, dict) else None
+        if got == want:
+            return True
+        example = {"want": want, "status": status, "body": body}
+        if got == "Allow":
+            o.count("wrong_allows", example)
+        elif o.in_outage(since, until) and (status != 200 or body.get("error")
+                                            or body.get("diagnostics", {}).get("errors")):
+            o.count("wrong_denies_fail_closed", example)
+        else:
+            o.count("wrong_denies_bug", example)
+        return False
+
+    def ldap_reader(self):
+        while self.running.is_set():
+            name = random.choice(list(LDAP_MEMBERS))
+            since = time.monotonic()
+            status, body = post(self.api, "POST", "/v1/is_authorized",
+                                {"principal": f'Portcullis::User::"corp:{name}"',
+                                 "action": 'Docs::Action::"write"',
+                                 "resource": 'Docs::Document::"chaos-ldap"'})
+            self.judge(since, status, body, "Allow" if LDAP_MEMBERS[name] else "Deny")
+            time.sleep(0.01)
+
+    def ldap_sign_in(self):
+        """alice, bob and carol with their passwords; dave with a wrong one."""
+        o = self.oracle
+        while self.running.is_set():
+            name = random.choice(list(LDAP_MEMBERS))
+            password = f"{name}-secret" if name != "dave" else "not-dave-s-password"
+            since = time.monotonic()
+            status, body = post(self.api, "POST", "/auth/ldap/corp/login",
+                                {"username": name, "password": password})
+            until = time.monotonic()
+            if status is None:
+                o.count("unanswered_decisions")
+            elif status >= 500 and not (status == 503 and name != "dave"):
+                o.server_error(since, status, body)
+            elif name == "dave":
+                if status == 200:
+                    o.count("wrong_sign_ins", {"user": name, "body": body})
+            elif status == 200:
+                o.count("sign_ins")
+                self.signed_in_at.append(until)
+            elif status == 503 and o.in_outage(since, until):
+                o.count("sign_ins_refused_fail_closed")
+            else:
+                o.count("wrong_sign_in_refusals", {"user": name, "status": status, "body": body})
+            time.sleep(0.1)
+
+    def bearer_reader(self):
+        """Decisions for the provider's token, and refusals of a forged one."""
+        o = self.oracle
+        while self.running.is_set():
+            token = self.token
+            if random.random() < 0.2:
+                since = time.monotonic()
+                status, body = post(self.api, "POST", "/v1/is_authorized",
+                                    {"action": 'Docs::Action::"read"',
+                                     "resource": 'Docs::Document::"chaos-oidc"'}, forged(token))
+                if status is not None and 200 <= status < 300:
+                    o.count("wrong_allows", {"forged": True, "status": status, "body": body})
+                elif status == 401:
+                    o.count("forged_tokens_refused")
+                elif status is not None and status >= 500:
+                    o.server_error(since, status, body)
+                continue
+            since = time.monotonic()
+            status, body = post(self.api, "POST", "/v1/is_authorized",
+                                {"action": 'Docs::Action::"read"',
+                                 "resource": 'Docs::Document::"chaos-oidc"'}, token)
+            if self.judge(since, status, body, "Allow"):
+                self.token_accepted_at.setdefault(token, time.monotonic())
+            time.sleep(0.01)
+
+
 def breaker(api, backend):
     """The backend's breaker state from /metrics (0 closed, 1 half-open, 2 open)."""
     status, text = post(api, "GET", "/metrics")
@@ -342,6 +554,51 @@ def store_outage(api, load, oracle, service, report):
           f"first acknowledged write after {recovered} s", flush=True)
 
 
+def directory_freeze(api, load, oracle, slapd, report):
+    print(f"== LDAP directory: SIGSTOP, {OUTAGE:.0f} s frozen, SIGCONT", flush=True)
+    down = time.monotonic()
+    with oracle.lock:
+        oracle.outages.append([down, None])
+    slapd.stop()
+    opened = wait_for(lambda: breaker(api, "corp") == 2, OUTAGE + 10)
+    time.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))
+    slapd.start()
+    up = time.monotonic()
+    with oracle.lock:
+        oracle.outages[-1][1] = up
+    closed = wait_for(lambda: breaker(api, "corp") == 0, 60)
+    seconds = wait_for(lambda: any(t > up for t in list(load.signed_in_at)), 60)
+    signed_in = None if seconds is None else round(
+        min(t for t in load.signed_in_at if t > up) - up, 2)
+    report["ldap"] = {"breaker_open_after_s": opened, "breaker_closed_after_thaw_s": closed,
+                      "first_sign_in_after_thaw_s": signed_in}
+    print(f"   breaker open after {opened} s; after the thaw closed after {closed} s, "
+          f"first sign-in after {signed_in} s", flush=True)
+
+
+def provider_outage(api, load, oracle, provider, report):
+    print(f"== OIDC provider: SIGKILL, {OUTAGE:.0f} s down, start again", flush=True)
+    down = time.monotonic()
+    with oracle.lock:
+        oracle.outages.append([down, None])
+    provider.stop()
+    issued = provider_token(load.issuer)  # refused: nothing listens
+    time.sleep(OUTAGE)
+    provider.start()
+    up = time.monotonic()
+    with oracle.lock:
+        oracle.outages[-1][1] = up
+    token = provider_token(load.issuer)
+    if token is None:
+        raise RuntimeError("the restarted provider issues no token")
+    load.token = token
+    accepted = wait_for(lambda: token in load.token_accepted_at, 60)
+    accepted = None if accepted is None else round(load.token_accepted_at[token] - up, 2)
+    report["oidc"] = {"token_issued_during_outage": issued is not None,
+                      "new_token_accepted_after_restart_s": accepted}
+    print(f"   a token it issued after the restart accepted after {accepted} s", flush=True)
+
+
 def switch(api, target):
     status, body = post(api, "POST", f"/storage/switch/{target}", token=OPERATOR)
     if status != 200:
@@ -365,6 +622,14 @@ def main():
     redis.start()
     pg.start()
     port = gauntlet.free_port()
+    redirect = f"http://127.0.0.1:{port}/auth/oauth/op/callback"
+    slapd, ldap_port = spare_slapd(root)
+    provider, issuer = spare_oidc(root, redirect)
+    provider.start()
+    with open(os.path.join(cwd, "config", "portcullis.toml"), "a") as config:
+        config.write(directory_config(ldap_port, issuer, redirect))
+    with open(os.path.join(cwd, "policies", "chaos-directories.cedar"), "w") as policies:
+        policies.write(DIRECTORY_POLICIES)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
     env.update({
         "PORTCULLIS_SERVER__LISTEN": f"127.0.0.1:{port}",
@@ -378,11 +643,14 @@ def main():
         "PORTCULLIS_BACKENDS__PG__URL": pg_url,
         "PORTCULLIS_BACKENDS__PG__SCHEMA": "chaos",
         "PORTCULLIS_BACKENDS__PG__MAX_CONNECTIONS": "4",
+        # dave's wrong passwords would otherwise lock out this address.
+        "PORTCULLIS_ACCOUNTS__IP_LOCKOUT_THRESHOLD": "100000",
     })
     api = gauntlet.Client(f"http://127.0.0.1:{port}")
     oracle, report = Oracle(), {}
     print(f"chaos: {gauntlet.BIN} on 127.0.0.1:{port} in {root}; spare Redis {redis_url}, "
-          f"spare PostgreSQL {pg_url}", flush=True)
+          f"spare PostgreSQL {pg_url}, "
+          f"slapd on {ldap_port}, OIDC provider {issuer}", flush=True)
     server = gauntlet.start_server(cwd, env)
     load = None
     passed = False
@@ -392,7 +660,7 @@ def main():
         status, body = post(api, "PATCH", "/v1/entities", seed, OPERATOR)
         if status != 200:
             raise RuntimeError(f"seeding: {status} {body}")
-        load = Load(api, oracle)
+        load = Load(api, oracle, issuer)
         load.start()
         time.sleep(STEADY)
         switch(api, "redis")
@@ -402,6 +670,10 @@ def main():
         switch(api, "pg")
         time.sleep(STEADY)
         store_outage(api, load, oracle, pg, report)
+        time.sleep(STEADY)
+        directory_freeze(api, load, oracle, slapd, report)
+        time.sleep(STEADY)
+        provider_outage(api, load, oracle, provider, report)
         time.sleep(STEADY)
 
         print("== Portcullis: SIGKILL mid-write, start again", flush=True)
@@ -433,11 +705,16 @@ def main():
         if load is not None:
             load.stop()
         gauntlet.stop_server(server)
-        for service in (redis, pg):
+        for service in (redis, pg, provider):
             try:
                 service.stop()
             except Exception:
                 pass
+        try:
+            slapd.start()  # thawed, so that it can stop
+            os.kill(slapd.pid, signal.SIGTERM)
+        except OSError:
+            pass
     stats = oracle.stats
     report.update(stats)
     report["examples"] = oracle.examples
@@ -451,7 +728,8 @@ def main():
         print(f"   {key}: {value}")
     panics = gauntlet.server_panics(cwd)
     good = (passed and stats["wrong_allows"] == 0 and stats["wrong_denies_bug"] == 0
-            and stats["acknowledged_writes_lost"] == 0 and not panics)
+            and stats["acknowledged_writes_lost"] == 0 and stats["wrong_sign_ins"] == 0
+            and stats["wrong_sign_in_refusals"] == 0 and not panics)
     for line in panics[:10]:
         print(f"   server panic: {line}")
     for example in oracle.examples[:10]:

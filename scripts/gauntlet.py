@@ -183,7 +183,7 @@ def server_env(port):
 
 
 def start_server(cwd, env):
-    with open(os.path.join(cwd, "server.stderr.log"), "w") as log:
+    with open(os.path.join(cwd, "server.stderr.log"), "a") as log:  # a restart keeps the log
         return subprocess.Popen([BIN, "serve"], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=log)
 
