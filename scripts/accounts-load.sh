@@ -42,7 +42,7 @@ export LOAD_USER=load@example.com LOAD_PASSWORD="correct horse battery"
 curl -fsS "$base/auth/register" -d "{\"email\":\"$LOAD_USER\",\"password\":\"$LOAD_PASSWORD\"}" > /dev/null
 access=$(curl -fsS "$base/auth/jwt/login" -d "{\"username\":\"$LOAD_USER\",\"password\":\"$LOAD_PASSWORD\"}" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-LOAD_API_KEY=$(curl -fsS "$base/auth/api-keys/" -H "Authorization: Bearer $access" -d '{"name":"load","scopes":["decide"]}' \
+LOAD_API_KEY=$(curl -fsS "$base/auth/api-keys/" -H "Authorization: Bearer $access" -d "{\"name\":\"load\",\"scopes\":[\"decide\"],\"current_password\":\"$LOAD_PASSWORD\"}" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 export LOAD_API_KEY LOAD_TOKEN=$access
 curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" "$base/v1/policies" -d '{"id": "load-read", "content": "permit (principal is Portcullis::User, action == Docs::Action::\"read\", resource is Docs::Document) when { principal has email };"}' > /dev/null

@@ -298,17 +298,27 @@ pub async fn list_api_keys(
 pub async fn create_api_key(
     State(state): State<Arc<AppState>>,
     CurrentUser(me): CurrentUser,
-    JsonBody(input): JsonBody<NewApiKey>,
+    JsonBody(mut input): JsonBody<NewApiKey>,
 ) -> Result<Response, ApiError> {
     require(&me, "keys")?;
-    // A key cannot reach further than the key that makes it.
-    if let Via::ApiKey { scopes, .. } = &me.via {
-        let wider = input.scopes.is_empty() && !scopes.is_empty()
-            || input.scopes.iter().any(|s| !me.allows(s));
-        if wider {
-            return Err(
-                AccountError::InsufficientScope("scopes beyond the creating key's".into()).into(),
-            );
+    match &me.via {
+        // A key cannot reach further than the key that makes it.
+        Via::ApiKey { scopes, .. } => {
+            let wider = input.scopes.is_empty() && !scopes.is_empty()
+                || input.scopes.iter().any(|s| !me.allows(s));
+            if wider {
+                return Err(AccountError::InsufficientScope(
+                    "scopes beyond the creating key's".into(),
+                )
+                .into());
+            }
+        }
+        // A lasting credential from a 15-minute token: the password again.
+        Via::Session(_) => {
+            state
+                .accounts
+                .reauthenticate(&me, input.current_password.take())
+                .await?
         }
     }
     let created: CreatedApiKey = state.accounts.create_api_key(&me.user.id, input).await?;

@@ -275,12 +275,11 @@ impl ApiError {
                 AccountError::UpdateEmailExists => {
                     (StatusCode::BAD_REQUEST, "UPDATE_USER_EMAIL_ALREADY_EXISTS")
                 }
-                AccountError::CurrentPasswordRequired => (
-                    StatusCode::BAD_REQUEST,
-                    "UPDATE_USER_CURRENT_PASSWORD_REQUIRED",
-                ),
+                AccountError::CurrentPasswordRequired => {
+                    (StatusCode::BAD_REQUEST, "CURRENT_PASSWORD_REQUIRED")
+                }
                 AccountError::CurrentPasswordWrong => {
-                    (StatusCode::BAD_REQUEST, "UPDATE_USER_BAD_CURRENT_PASSWORD")
+                    (StatusCode::BAD_REQUEST, "BAD_CURRENT_PASSWORD")
                 }
                 AccountError::InvalidEmail => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_EMAIL"),
                 AccountError::InvalidField(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"),

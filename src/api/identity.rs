@@ -10,10 +10,11 @@
 //!   exchanges the code, reads userinfo, links the identity → the identity
 //!   and its principal.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::domain::DirectoryIdentity;
-use crate::services::{IdentityError, principal_of};
+use crate::services::{AccountError, Attempt, IdentityError, principal_of};
 
 /// The cookie that carries the OAuth state between authorize and callback.
 const STATE_COOKIE: &str = "portcullis_oauth_state";
@@ -46,28 +47,47 @@ fn signed_in(identity: DirectoryIdentity) -> Json<SignedIn> {
     })
 }
 
+/// An LDAP bind, throttled like password sign-ins: failures are counted
+/// per directory user and per client address, and past the threshold the
+/// directory is not asked at all (429 `LOGIN_LOCKED`).
 pub async fn ldap_login(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(directory): Path<String>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<SignedIn>, ApiError> {
-    let identity = state
+    let attempt = Attempt::in_directory(&directory, &body.username, Some(peer.ip()));
+    if let Some(wait) = state.accounts.locked_for(&attempt).await? {
+        tracing::warn!(%directory, name = %attempt.digest(), peer = %peer.ip(), "LDAP sign-in refused: locked.");
+        return Err(AccountError::Locked(wait).into());
+    }
+    let result = state
         .identities
         .ldap_login(&directory, &body.username, &body.password)
-        .await?;
-    // A user a sync found disabled or gone signs in no more, whatever the
-    // directory's bind says (it may lock accounts some other way).
-    if state
-        .catalog
-        .rbac()
-        .graph
-        .directory
-        .inactive(&identity.user_id())
-    {
-        return Err(IdentityError::BadCredentials.into());
+        .await
+        // A user a sync found disabled or gone signs in no more, whatever
+        // the directory's bind says (it may lock accounts some other way).
+        .and_then(|identity| {
+            let graph = &state.catalog.rbac().graph;
+            match graph.directory.inactive(&identity.user_id()) {
+                true => Err(IdentityError::BadCredentials),
+                false => Ok(identity),
+            }
+        });
+    match result {
+        Ok(identity) => {
+            state.accounts.clear_failures(&attempt).await?;
+            tracing::info!(%directory, user = %identity.subject, peer = %peer.ip(), "LDAP sign-in.");
+            Ok(signed_in(identity))
+        }
+        Err(e) => {
+            if matches!(e, IdentityError::BadCredentials) {
+                state.accounts.count_failure(&attempt).await?;
+            }
+            tracing::warn!(%directory, name = %attempt.digest(), peer = %peer.ip(), error = %e, "LDAP sign-in refused.");
+            Err(e.into())
+        }
     }
-    tracing::info!(directory = %directory, user = %identity.subject, "LDAP sign-in.");
-    Ok(signed_in(identity))
 }
 
 #[derive(Serialize)]

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::{self, Next};
@@ -898,20 +898,38 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let span = tracing::debug_span!("request", %method, route, status = tracing::field::Empty);
     // Writes name their route in the change journal; decisions and reads
     // write nothing, and skip the context.
-    let writes = !matches!(method, Method::GET | Method::HEAD)
-        && !route.starts_with("/v1/is_authorized")
-        && !route.starts_with(state.ext_authz.prefix.as_str());
-    let response = if let Some(over) = headers_over(req.headers(), &state.limits) {
+    let writes =
+        !matches!(method, Method::GET | Method::HEAD) && !decides(route, &state.ext_authz.prefix);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let mut response = if let Some(over) = headers_over(req.headers(), &state.limits) {
         span.in_scope(|| tracing::debug!(%over, "Request headers refused."));
         axum::response::IntoResponse::into_response(ApiError::HeadersTooLarge(over))
     } else if writes {
         let context = journal::Context::new(format!("{method} {route}"), None);
-        journal::within(context, next.run(req).instrument(span.clone())).await
+        last_resort(journal::within(
+            context,
+            next.run(req).instrument(span.clone()),
+        ))
+        .await
     } else {
-        next.run(req).instrument(span.clone()).await
+        last_resort(next.run(req).instrument(span.clone())).await
     };
     let status = response.status().as_u16();
     span.record("status", status);
+    // Refused credentials and access are security events (ASVS 7.1.3);
+    // decisions are not, and go to the decision log instead.
+    if matches!(status, 401 | 403) && !decides(route, &state.ext_authz.prefix) {
+        tracing::warn!(%method, route, status, peer = ?peer, "Access refused.");
+    }
+    // Answers carry tokens, keys and profiles: no cache keeps them (ASVS
+    // 8.1.1). A route that may be cached says so itself.
+    response
+        .headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
     state.metrics.observe_http(
         route,
         method.as_str(),
@@ -919,6 +937,23 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// Whether `route` is a decision, whose denials are answers, not events.
+fn decides(route: &str, ext_authz_prefix: &str) -> bool {
+    route.starts_with("/v1/is_authorized") || route.starts_with(ext_authz_prefix)
+}
+
+/// A handler's panic as a 500 in the error shape (ASVS 7.4.3): the
+/// connection and its other requests live on. The panic hook has logged it.
+async fn last_resort(handler: impl std::future::Future<Output = Response>) -> Response {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::Internal(
+            "a handler panicked".into(),
+        )),
+    }
 }
 
 /// What is over the limits in `headers`, if anything.
@@ -944,4 +979,26 @@ pub fn served_routes(ext_authz_prefix: &str) -> Vec<(&'static str, String)> {
         .into_iter()
         .map(|r| (r.method, r.path))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_error_shape() {
+        let response = last_resort(async { panic!("a handler's bug") }).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "INTERNAL");
+        // A handler that does not panic is answered as it answers.
+        let fine = last_resort(async { StatusCode::IM_A_TEAPOT.into_response() }).await;
+        assert_eq!(fine.status(), StatusCode::IM_A_TEAPOT);
+    }
 }

@@ -185,6 +185,7 @@ fn bodies(method: &str, template: &str) -> (Option<Value>, (&'static str, Option
                 json!({"type": "object", "required": ["name"], "properties": {
                     "name": {"type": "string"},
                     "expires_in_days": {"type": "integer", "minimum": 1},
+                    "current_password": {"type": "string", "description": "required from a signed-in session"},
                     "scopes": {"type": "array", "items": {"enum": ["decide", "profile", "keys", "admin"]}}}}),
             ),
             (

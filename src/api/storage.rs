@@ -27,7 +27,7 @@ use super::admin::Admin;
 use super::body::RawBody;
 use super::{ApiError, AppState};
 use crate::backends::{BackendStatus, Expect, StoreError, SwitchReport};
-use crate::services::{RESERVED_NAMESPACES, SECRET_NAMESPACES, journal};
+use crate::services::{RESERVED_NAMESPACES, Secrecy, journal, secrecy};
 
 const MAX_NAME: usize = 256;
 
@@ -72,7 +72,7 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
 /// Any namespace but the ones holding private keys.
 fn readable(namespace: &str) -> Result<(), ApiError> {
     check_name("namespace", namespace)?;
-    if SECRET_NAMESPACES.contains(&namespace) {
+    if secrecy(namespace) != Secrecy::None {
         return Err(ApiError::NamespaceSecret(namespace.to_owned()));
     }
     Ok(())

@@ -63,7 +63,7 @@ pub enum AccountError {
     UpdateInvalidPassword(String),
     #[error("a user with this e-mail address already exists")]
     UpdateEmailExists,
-    #[error("changing the password or e-mail address needs `current_password`")]
+    #[error("this change needs the user's password as `current_password`")]
     CurrentPasswordRequired,
     #[error("`current_password` is not the user's password")]
     CurrentPasswordWrong,
@@ -592,13 +592,22 @@ impl Accounts {
     ) -> Result<LoginOutcome, AccountError> {
         let attempt = Attempt::new(username, address);
         if let Some(wait) = self.locked_for(&attempt).await? {
+            tracing::warn!(name = %attempt.digest(), address = ?address, "Password sign-in refused: locked.");
             return Err(AccountError::Locked(wait));
         }
         let result = self.check_password(username, password).await;
         match &result {
-            Ok(_) => self.clear_failures(&attempt).await?,
-            Err(AccountError::BadCredentials) => self.count_failure(&attempt).await?,
-            Err(_) => {}
+            Ok(user) => {
+                self.clear_failures(&attempt).await?;
+                tracing::info!(user = %user.id, address = ?address, "Password sign-in.");
+            }
+            Err(e) => {
+                if matches!(e, AccountError::BadCredentials) {
+                    self.count_failure(&attempt).await?;
+                }
+                // The name tried, as a digest: it may be a mistyped password.
+                tracing::warn!(name = %attempt.digest(), address = ?address, error = %e, "Password sign-in refused.");
+            }
         }
         self.finish_login(&result?, address).await
     }
@@ -864,23 +873,33 @@ impl Accounts {
             if caller.is_none() {
                 return Err(AccountError::NotASession);
             }
-            let current = update
-                .current_password
-                .take()
-                .ok_or(AccountError::CurrentPasswordRequired)?;
-            // Wrong guesses count towards the account's login lock.
-            let attempt = Attempt::new(&me.user.email, None);
-            if let Some(wait) = self.locked_for(&attempt).await? {
-                return Err(AccountError::Locked(wait));
-            }
-            let stored = Some(me.user.hashed_password.clone());
-            if passwords::verify(current, stored).await == passwords::Verified::No {
-                self.count_failure(&attempt).await?;
-                return Err(AccountError::CurrentPasswordWrong);
-            }
+            self.reauthenticate(me, update.current_password.take())
+                .await?;
         }
         self.update_user(me.user.clone(), me.version, update, None, caller)
             .await
+    }
+
+    /// Checks `current`, the password a signed-in user gave again before a
+    /// sensitive change (ASVS 3.7.1). Wrong ones count towards the
+    /// account's login lock.
+    pub async fn reauthenticate(
+        &self,
+        me: &Authenticated,
+        current: Option<String>,
+    ) -> Result<(), AccountError> {
+        let current = current.ok_or(AccountError::CurrentPasswordRequired)?;
+        let attempt = Attempt::new(&me.user.email, None);
+        if let Some(wait) = self.locked_for(&attempt).await? {
+            return Err(AccountError::Locked(wait));
+        }
+        let stored = Some(me.user.hashed_password.clone());
+        if passwords::verify(current, stored).await == passwords::Verified::No {
+            self.count_failure(&attempt).await?;
+            tracing::warn!(user = %me.user.id, "Re-authentication refused: wrong password.");
+            return Err(AccountError::CurrentPasswordWrong);
+        }
+        Ok(())
     }
 
     /// Applies a profile change, and for admins flag changes, to `user` as

@@ -42,7 +42,7 @@ struct StoredKey {
     digest: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct NewApiKey {
     pub name: String,
     /// Days until it stops working; absent: it does not expire.
@@ -50,6 +50,9 @@ pub struct NewApiKey {
     pub expires_in_days: Option<u32>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The user's password: a signed-in session creates a key only with it.
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 /// A created key: the only time its secret is shown.

@@ -247,7 +247,8 @@ impl Rollback<'_> {
                     conflicts: Vec::new(),
                 });
             }
-            let bytes = journal::stored_bytes(&ns, &before)
+            let held = current.as_ref().map(|v| v.value.as_slice());
+            let bytes = journal::stored_bytes(&ns, &before, held)
                 .map_err(|()| ChangeError::NotReversible(all[0].id.clone()))?;
             let expect = current
                 .as_ref()

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::recovery_settings::RecoverySettings;
 use super::tokens::{hex, now, now_nanos, random_id};
+use super::{Secrecy, secrecy};
 use crate::backends::{Expect, Op, ScanPage, Store, StoreError, Versioned};
 use crate::config::RecoveryConfig;
 
@@ -41,9 +42,6 @@ const UNJOURNALED: &[&str] = &[
     super::accounts::ACTION_TOKENS,
     super::throttle::LOGIN_FAILURES,
 ];
-
-/// Journaled as digests only: their values are secrets.
-const SECRET: &[&str] = &[super::tokens::SIGNING_KEYS, super::mfa::MFA];
 
 /// An entry whose values together pass this many bytes keeps only its
 /// keys; it cannot be rolled back (a backup can restore such a change).
@@ -196,22 +194,49 @@ pub fn show(ns: &str, bytes: Option<&[u8]>) -> Value {
     let Some(bytes) = bytes else {
         return Value::Null;
     };
-    if SECRET.contains(&ns) {
-        return serde_json::json!({"sha256": hex(&Sha256::digest(bytes))});
-    }
+    let digest = |bytes: &[u8]| serde_json::json!({"sha256": hex(&Sha256::digest(bytes))});
+    let fields = match secrecy(ns) {
+        Secrecy::Whole => return digest(bytes),
+        Secrecy::Fields(fields) => fields,
+        Secrecy::None => &[],
+    };
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(value) if !value.is_null() => value,
+        Ok(mut value) if !value.is_null() => {
+            for field in fields {
+                if let Some(secret) = value.get_mut(*field) {
+                    *secret = digest(secret.to_string().as_bytes());
+                }
+            }
+            value
+        }
         _ => serde_json::json!({"base64": base64::engine::general_purpose::STANDARD.encode(bytes)}),
     }
 }
 
-/// The bytes a journal value stands for; `None` for a digest (or absent).
-pub(super) fn stored_bytes(ns: &str, value: &Value) -> Result<Option<Vec<u8>>, ()> {
+/// The bytes a journal value stands for; `None` for absent. A value
+/// journaled as a digest cannot be restored; a record with secret fields
+/// takes them from `current`, what the store holds now (a rollback never
+/// brings back an old password hash), and cannot be restored without it.
+pub(super) fn stored_bytes(
+    ns: &str,
+    value: &Value,
+    current: Option<&[u8]>,
+) -> Result<Option<Vec<u8>>, ()> {
     if value.is_null() {
         return Ok(None);
     }
-    if SECRET.contains(&ns) {
-        return Err(());
+    match secrecy(ns) {
+        Secrecy::Whole => return Err(()),
+        Secrecy::Fields(fields) => {
+            let current: Value = serde_json::from_slice(current.ok_or(())?).map_err(|_| ())?;
+            let mut value = value.clone();
+            for field in fields {
+                let kept = current.get(*field).ok_or(())?.clone();
+                *value.get_mut(*field).ok_or(())? = kept;
+            }
+            return serde_json::to_vec(&value).map(Some).map_err(|_| ());
+        }
+        Secrecy::None => {}
     }
     if let Some(b64) = value
         .as_object()
@@ -338,7 +363,7 @@ impl Journaled {
         if changes.is_empty() {
             return Ok(None);
         }
-        let secret = changes.iter().any(|c| SECRET.contains(&c.ns.as_str()));
+        let secret = changes.iter().any(|c| secrecy(&c.ns) == Secrecy::Whole);
         let fits = size <= MAX_ENTRY_VALUES && changes.len() <= MAX_ENTRY_KEYS;
         let mut made = entry(changes, fits && !secret, None);
         // A huge change (a bulk replace) keeps its first keys, no values.

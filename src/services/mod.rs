@@ -59,7 +59,7 @@ pub use recovery::{Manifest, Recovery, RecoveryError, Restored};
 pub use recovery_settings::{RECOVERY_SETTINGS_KEY, RecoverySettings};
 pub use sealed::SealKey;
 pub use sidecar::{CheckedRequest, Mapping, map_request};
-pub use throttle::LOGIN_FAILURES;
+pub use throttle::{Attempt, LOGIN_FAILURES};
 pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, now, random_id};
 pub use users::{AdminUpdate, UserPage};
 
@@ -93,6 +93,22 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     SYNC_RUNS,
 ];
 
-/// Namespaces `/storage/{namespace}` does not even read: private keys,
-/// password hashes and TOTP secrets.
-pub const SECRET_NAMESPACES: &[&str] = &[SIGNING_KEYS, USERS, MFA];
+/// What of a namespace's values is secret. The one classification of
+/// sensitive data (ASVS 8.3.4): `/storage` reads no namespace holding any,
+/// and the journal keeps digests of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Secrecy {
+    None,
+    /// Private keys and TOTP secrets: the whole value.
+    Whole,
+    /// Records with secret fields: password hashes.
+    Fields(&'static [&'static str]),
+}
+
+pub fn secrecy(namespace: &str) -> Secrecy {
+    match namespace {
+        SIGNING_KEYS | MFA => Secrecy::Whole,
+        USERS => Secrecy::Fields(&["hashed_password"]),
+        _ => Secrecy::None,
+    }
+}

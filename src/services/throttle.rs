@@ -39,6 +39,25 @@ impl Attempt {
         }
     }
 
+    /// The same attempt by a directory's sign-in: its own count, apart from
+    /// the local account of the same name.
+    pub fn in_directory(directory: &str, username: &str, address: Option<IpAddr>) -> Attempt {
+        let mut attempt = Attempt::new(username, address);
+        attempt.account = format!(
+            "directory:{directory}:{}",
+            &attempt.account["account:".len()..]
+        );
+        attempt
+    }
+
+    /// The account name tried, for logs: a short digest, since it may be a
+    /// password typed in the wrong field.
+    pub fn digest(&self) -> String {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(self.account.as_bytes());
+        hash[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn keys(&self) -> impl Iterator<Item = &String> {
         std::iter::once(&self.account).chain(self.address.as_ref())
     }

@@ -54,6 +54,24 @@ fn access(pair: &Value) -> &str {
 }
 
 #[tokio::test]
+async fn answers_are_never_kept_by_caches() {
+    let app = spawn_app().await;
+    register(&app, "ada@example.com", PASSWORD).await;
+    let tokens = app
+        .client
+        .post(app.url("/auth/jwt/login"))
+        .json(&json!({"username": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), StatusCode::OK);
+    assert_eq!(tokens.headers()["cache-control"], "no-store");
+    let refused = app.client.get(app.url("/users/me")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
 async fn register_then_login_with_the_form_or_json() {
     let app = spawn_app().await;
     let (status, user) = app
@@ -282,14 +300,14 @@ async fn a_new_password_or_address_needs_the_current_password_and_ends_other_ses
         assert_error(
             &patch(change.clone()).await,
             StatusCode::BAD_REQUEST,
-            "UPDATE_USER_CURRENT_PASSWORD_REQUIRED",
+            "CURRENT_PASSWORD_REQUIRED",
         );
         let mut wrong = change;
         wrong["current_password"] = json!("not my password");
         assert_error(
             &patch(wrong).await,
             StatusCode::BAD_REQUEST,
-            "UPDATE_USER_BAD_CURRENT_PASSWORD",
+            "BAD_CURRENT_PASSWORD",
         );
     }
     // Neither a name nor the same address needs it, and neither ends a session.
@@ -325,7 +343,7 @@ async fn a_new_password_or_address_needs_the_current_password_and_ends_other_ses
         reqwest::Method::POST,
         "/auth/api-keys/",
         access(&this),
-        Some(json!({"name": "ci"})),
+        Some(json!({"name": "ci", "current_password": "a whole new phrase"})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");

@@ -38,7 +38,9 @@ async fn call(
     app.call(method, path, cred, body).await
 }
 
-async fn new_key(app: &TestApp, token: &str, body: Value) -> (StatusCode, Value) {
+/// A key made from the session `token`, which gives the password again.
+async fn new_key(app: &TestApp, token: &str, mut body: Value) -> (StatusCode, Value) {
+    body["current_password"] = json!(PASSWORD);
     call(
         app,
         reqwest::Method::POST,
@@ -170,6 +172,23 @@ async fn an_api_key_is_shown_once_scoped_and_revocable() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "INVALID_BODY",
     );
+    // A session makes a lasting key only with the password again (ASVS 3.7.1).
+    for (body, code) in [
+        (json!({"name": "x"}), "CURRENT_PASSWORD_REQUIRED"),
+        (
+            json!({"name": "x", "current_password": "not the password"}),
+            "BAD_CURRENT_PASSWORD",
+        ),
+    ] {
+        let post = call(
+            &app,
+            reqwest::Method::POST,
+            "/auth/api-keys/",
+            Auth::Bearer(&token),
+            Some(body),
+        );
+        assert_error(&post.await, StatusCode::BAD_REQUEST, code);
+    }
 
     // Revoked: it stops working at once; another user cannot revoke it.
     let id = created["id"].as_str().unwrap();

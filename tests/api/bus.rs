@@ -168,7 +168,7 @@ async fn a_revoked_api_key_stops_working_on_the_other_process_too() {
     let created: Value = client
         .post(format!("{}/auth/api-keys/", first.base))
         .bearer_auth(token)
-        .json(&json!({"name": "shared"}))
+        .json(&json!({"name": "shared", "current_password": "correct horse battery"}))
         .send()
         .await
         .unwrap()

@@ -208,7 +208,7 @@ async fn envoy_checks_allow_deny_and_ask_for_credentials() {
         Method::POST,
         "/auth/api-keys/",
         &staff,
-        Some(json!({"name": "gw"})),
+        Some(json!({"name": "gw", "current_password": PASSWORD})),
     )
     .await;
     let response = app

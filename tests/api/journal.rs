@@ -238,9 +238,28 @@ async fn the_journal_filters_pages_and_keeps_secrets_out() {
     // No password, token or key appears anywhere in the journal.
     let all = serde_json::to_string(&changes(&app, "?limit=500").await).unwrap();
     assert!(!all.contains("correct horse battery staple"));
+    assert!(!all.contains("$argon2id$"), "no password hash: {all}");
+    assert!(all.contains(r#""hashed_password":{"sha256":"#), "{all}");
     assert!(!all.contains(token));
     let refresh = login["refresh_token"].as_str().unwrap();
     assert!(!all.contains(refresh));
+
+    // The rename rolls back from digests: the name goes, the hash stays.
+    let renamed = newest_from(&app, "PATCH /users/me").await;
+    let id = renamed["id"].as_str().unwrap();
+    let path = format!("/iam/recovery/rollback/{id}");
+    let (status, rolled) = admin(&app, Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    let (status, profile) = with_token(&app, Method::GET, "/users/me", token, None).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert!(profile.get("name").is_none_or(Value::is_null), "{profile}");
+    let again = app
+        .post_json(
+            "/auth/jwt/login",
+            &json!({"username": "jo@example.com", "password": "correct horse battery staple"}),
+        )
+        .await;
+    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
 
     // Admin only.
     let (status, _) = with_token(&app, Method::GET, "/iam/recovery/changes", token, None).await;

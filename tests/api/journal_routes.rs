@@ -347,7 +347,7 @@ async fn accounts(walk: &mut Walk) {
             "/auth/api-keys/",
             "/auth/api-keys/",
             Auth::Bearer(&session),
-            Some(json!({"name": "walk"})),
+            Some(json!({"name": "walk", "current_password": PASSWORD})),
         )
         .await;
     walk.call(

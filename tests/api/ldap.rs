@@ -233,6 +233,43 @@ async fn ldap_sign_in_checks_the_password_and_reads_nested_groups() {
 }
 
 #[tokio::test]
+async fn repeated_ldap_failures_lock_the_directory_user_not_the_local_account() {
+    let slapd = OwnSlapd::start();
+    let app = app_with_directory(&slapd, |config| {
+        config.accounts.lockout_threshold = 3;
+    })
+    .await;
+    for _ in 0..3 {
+        assert_error(
+            &login(&app, "bob", "not-his-password").await,
+            StatusCode::BAD_REQUEST,
+            "LOGIN_BAD_CREDENTIALS",
+        );
+    }
+    // Locked: even his password is not tried against the directory.
+    let (status, body) = login(&app, "bob", "bob-secret").await;
+    assert_error(
+        &(status, body),
+        StatusCode::TOO_MANY_REQUESTS,
+        "LOGIN_LOCKED",
+    );
+    // Others sign in, and a local account of the same name is its own count.
+    let (status, body) = login(&app, "alice", "alice-secret").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .post_json(
+            "/auth/jwt/login",
+            &json!({"username": "bob", "password": "x"}),
+        )
+        .await;
+    assert_error(
+        &(status, body),
+        StatusCode::BAD_REQUEST,
+        "LOGIN_BAD_CREDENTIALS",
+    );
+}
+
+#[tokio::test]
 async fn a_policy_on_an_ldap_group_decides_for_its_users() {
     let slapd = OwnSlapd::start();
     let app = app_with_directory(&slapd, |_| {}).await;
