@@ -1,6 +1,7 @@
 //! Request bodies: read up to the configured limit, then parse as JSON with
 //! errors that say what was wrong (syntax → 400, shape → 422, size → 413).
-//! The `Content-Type` is not checked, so cedar-agent clients that omit it work.
+//! A JSON body may come without a `Content-Type`, as cedar-agent clients send
+//! it, or as `curl -d` sends it; any other type than JSON is refused (415).
 
 use std::sync::Arc;
 
@@ -20,8 +21,41 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let declared = content_type(&req);
         let bytes = read_body(req, state.body_limit).await?;
+        check_json_type(declared.as_deref(), &bytes)?;
         parse_json(&bytes, state.limits.json_depth).map(JsonBody)
+    }
+}
+
+/// The declared media type, lower-cased, without parameters.
+fn content_type(req: &Request) -> Option<String> {
+    let value = req.headers().get(CONTENT_TYPE)?.to_str().unwrap_or("?");
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// A JSON body's declared type must be JSON (`application/json`, or any
+/// `+json` type), or absent. `curl -d` declares a form and `fetch` plain
+/// text: those pass when the body is a JSON object or array (ASVS 13.2.5).
+fn check_json_type(declared: Option<&str>, bytes: &[u8]) -> Result<(), ApiError> {
+    let Some(declared) = declared else {
+        return Ok(());
+    };
+    let json = declared == "application/json"
+        || declared.starts_with("application/") && declared.ends_with("+json");
+    let sent_as_text = matches!(declared, "application/x-www-form-urlencoded" | "text/plain")
+        && matches!(bytes.trim_ascii_start().first(), Some(b'{' | b'['));
+    if json || sent_as_text || bytes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(declared.to_owned()))
     }
 }
 
@@ -34,11 +68,8 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for FormOrJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let form = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let declared = content_type(&req);
+        let form = declared.as_deref() == Some("application/x-www-form-urlencoded");
         let bytes = read_body(req, state.body_limit).await?;
         let json_object = bytes.trim_ascii_start().starts_with(b"{");
         if form && !json_object {
@@ -46,6 +77,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for FormOrJson<T> {
                 .map(FormOrJson)
                 .map_err(|e| ApiError::InvalidBody(e.to_string()))
         } else {
+            check_json_type(declared.as_deref(), &bytes)?;
             parse_json(&bytes, state.limits.json_depth).map(FormOrJson)
         }
     }
@@ -149,7 +181,26 @@ impl Confirmed {
 
 #[cfg(test)]
 mod tests {
-    use super::nests_deeper_than;
+    use super::{check_json_type, nests_deeper_than};
+
+    #[test]
+    fn a_json_body_must_be_declared_json_or_nothing() {
+        let body = br#"{"a": 1}"#;
+        for fine in [
+            None,
+            Some("application/json"),
+            Some("application/merge-patch+json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("text/plain"),
+        ] {
+            assert!(check_json_type(fine, body).is_ok(), "{fine:?}");
+        }
+        for refused in ["application/xml", "multipart/form-data", "text/html", "?"] {
+            assert!(check_json_type(Some(refused), body).is_err(), "{refused}");
+        }
+        // A form or plain text that is not JSON is not taken for it.
+        assert!(check_json_type(Some("text/plain"), b"a=1").is_err());
+    }
 
     #[test]
     fn depth_counts_brackets_outside_strings_only() {

@@ -20,6 +20,8 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("request body does not have the expected shape: {0}")]
     InvalidBody(String),
+    #[error("a body of type `{0}` is not accepted here: send application/json")]
+    UnsupportedMediaType(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("batch of {got} requests is over the limit of {limit}")]
@@ -179,6 +181,9 @@ impl ApiError {
         use AuthzError as A;
         match self {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "MALFORMED_JSON"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+            }
             ApiError::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")

@@ -87,7 +87,7 @@ pub async fn check_request(
             path: input.path,
             query: input.query,
             host: input.host.map(without_port),
-            source: client_address(input.headers).or(input.peer),
+            source: client_address(input.headers, state.ext_authz.trusted_hops).or(input.peer),
             header: &header,
         };
         map_request(&state.ext_authz, &checked)
@@ -233,21 +233,21 @@ fn unauthenticated(decision_id: &str) -> Response {
     response
 }
 
-/// The client's address as the proxy reports it: Envoy's
-/// `x-envoy-external-address`, else the first `x-forwarded-for` entry.
-fn client_address(headers: &HeaderMap) -> Option<IpAddr> {
-    let first = |name: &str| {
-        headers
-            .get(name)?
-            .to_str()
-            .ok()?
-            .split(',')
-            .next()?
+/// The client's address as the proxies report it: Envoy's
+/// `x-envoy-external-address`, else the `x-forwarded-for` entry
+/// `trusted_hops` places from the right. Never an entry further left: the
+/// client writes those (ASVS 4.1.2).
+fn client_address(headers: &HeaderMap, trusted_hops: usize) -> Option<IpAddr> {
+    let value = |name: &str| headers.get(name)?.to_str().ok();
+    let external = value("x-envoy-external-address").and_then(|v| v.trim().parse().ok());
+    external.or_else(|| {
+        value("x-forwarded-for")?
+            .rsplit(',')
+            .nth(trusted_hops)?
             .trim()
             .parse()
             .ok()
-    };
-    first("x-envoy-external-address").or_else(|| first("x-forwarded-for"))
+    })
 }
 
 /// `host:port` → `host` (IPv6 literals keep their brackets).
@@ -256,4 +256,40 @@ pub fn without_port(host: &str) -> &str {
         return host.split_inclusive(']').next().unwrap_or(host);
     }
     host.split(':').next().unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_source_is_never_an_entry_the_client_wrote() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // The client wrote 6.6.6.6; Envoy appended the address it saw.
+        let forged = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9")]);
+        assert_eq!(client_address(&forged, 0), ip("203.0.113.9"));
+        // Behind one trusted balancer, the entry it appended.
+        let balanced = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4, 10.0.0.2")]);
+        assert_eq!(client_address(&balanced, 1), ip("198.51.100.4"));
+        // Fewer entries than hops: none, so the peer decides.
+        assert_eq!(client_address(&forged, 2), None);
+        // Envoy's own header wins.
+        let external = headers(&[
+            ("x-envoy-external-address", "192.0.2.1"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        assert_eq!(client_address(&external, 0), ip("192.0.2.1"));
+        assert_eq!(
+            client_address(&headers(&[("x-forwarded-for", "junk")]), 0),
+            None
+        );
+    }
 }

@@ -19,6 +19,11 @@ pub struct ExtAuthzConfig {
     pub grpc_listen: Option<SocketAddr>,
     /// What a request no rule matches gets: `deny` (the default) or `allow`.
     pub unmatched: UnmatchedRoute,
+    /// Proxies before Envoy that append to `x-forwarded-for`: `{source}` is
+    /// the entry this many places from the right. 0, the default: the
+    /// rightmost, the address Envoy saw. Entries further left are whatever
+    /// the client wrote.
+    pub trusted_hops: usize,
     pub rules: Vec<RouteRule>,
 }
 
@@ -28,6 +33,7 @@ impl Default for ExtAuthzConfig {
             prefix: "/ext_authz".into(),
             grpc_listen: None,
             unmatched: UnmatchedRoute::Deny,
+            trusted_hops: 0,
             rules: Vec::new(),
         }
     }

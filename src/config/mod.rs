@@ -210,8 +210,11 @@ pub struct AccountsConfig {
     pub password_min_length: usize,
     /// Lifetime of an access token (a JWT signed with EdDSA).
     pub access_token_ttl_seconds: u64,
-    /// Lifetime of a refresh token and of the session it belongs to.
+    /// Lifetime of a session, however active (its refresh tokens end with it).
     pub refresh_token_ttl_seconds: u64,
+    /// A session ends when its refresh token is not used for this long
+    /// (ASVS 3.3.2: re-authentication after 30 minutes idle).
+    pub session_idle_seconds: u64,
     /// `iss` and `aud` of the tokens this server issues and accepts.
     pub issuer: String,
     pub audience: String,
@@ -241,7 +244,7 @@ impl AccountsConfig {
         range(
             "password_min_length",
             self.password_min_length as u64,
-            8,
+            12,
             128,
         )?;
         range(
@@ -255,6 +258,12 @@ impl AccountsConfig {
             self.refresh_token_ttl_seconds,
             self.access_token_ttl_seconds,
             366 * 86_400,
+        )?;
+        range(
+            "session_idle_seconds",
+            self.session_idle_seconds,
+            1,
+            self.refresh_token_ttl_seconds,
         )?;
         range(
             "verify_token_ttl_seconds",
@@ -310,9 +319,10 @@ impl Default for AccountsConfig {
         Self {
             registration_open: true,
             require_verification: false,
-            password_min_length: 10,
+            password_min_length: 12,
             access_token_ttl_seconds: 900,
-            refresh_token_ttl_seconds: 14 * 24 * 3600,
+            refresh_token_ttl_seconds: 12 * 3600,
+            session_idle_seconds: 1800,
             issuer: "portcullis".into(),
             audience: "portcullis".into(),
             verify_token_ttl_seconds: 24 * 3600,

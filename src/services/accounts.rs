@@ -202,6 +202,10 @@ struct RefreshRecord {
     sid: String,
     expires_at: u64,
     used: bool,
+    /// Unused until then, the session has been idle too long. Records
+    /// written before there was an idle limit have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    idle_until: Option<u64>,
 }
 
 /// What a mailed single-use token is for.
@@ -322,7 +326,7 @@ pub struct Accounts {
     mailer: Arc<Mailer>,
     /// The config's defaults with the stored settings over them.
     settings: ArcSwap<AccountsConfig>,
-    public_url: String,
+    pub(super) public_url: String,
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AccountError> {
@@ -672,6 +676,7 @@ impl Accounts {
                     sid: sid.clone(),
                     expires_at,
                     used: false,
+                    idle_until: Some(created_at + self.settings().session_idle_seconds),
                 })?,
                 expect: Expect::Absent,
             },
@@ -704,7 +709,13 @@ impl Accounts {
             self.revoke_session(&record.user_id, &record.sid).await?;
             return Err(AccountError::InvalidRefreshToken);
         }
-        if record.expires_at < now() || !self.session_live(&record.user_id, &record.sid).await? {
+        let at = now();
+        if record.expires_at < at || !self.session_live(&record.user_id, &record.sid).await? {
+            return Err(AccountError::InvalidRefreshToken);
+        }
+        if record.idle_until.is_some_and(|idle| idle < at) {
+            tracing::info!(user = %record.user_id, "A session ended, idle too long.");
+            self.revoke_session(&record.user_id, &record.sid).await?;
             return Err(AccountError::InvalidRefreshToken);
         }
         match self.user(&record.user_id).await? {
@@ -717,6 +728,7 @@ impl Accounts {
             sid: record.sid.clone(),
             expires_at: record.expires_at,
             used: false,
+            idle_until: Some(at + self.settings().session_idle_seconds),
         };
         let spent = RefreshRecord {
             used: true,
@@ -747,7 +759,11 @@ impl Accounts {
         }
     }
 
-    async fn session_live(&self, user_id: &str, sid: &str) -> Result<bool, AccountError> {
+    pub(super) async fn session_live(
+        &self,
+        user_id: &str,
+        sid: &str,
+    ) -> Result<bool, AccountError> {
         let key = session_key(user_id, sid);
         let Some(item) = self.store.get(SESSIONS, &key).await? else {
             return Ok(false);

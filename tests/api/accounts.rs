@@ -54,6 +54,26 @@ fn access(pair: &Value) -> &str {
 }
 
 #[tokio::test]
+async fn a_session_idle_past_its_limit_ends() {
+    let app = spawn_app_with(|c| c.accounts.session_idle_seconds = 2).await;
+    register(&app, "ada@example.com", PASSWORD).await;
+    let (_, pair) = login(&app, "ada@example.com", PASSWORD).await;
+    // Used within the limit, it goes on, and the limit starts again.
+    let refresh = |pair: &Value| json!({"refresh_token": pair["refresh_token"].clone()});
+    let (status, pair) = app.post_json("/auth/jwt/refresh", &refresh(&pair)).await;
+    assert_eq!(status, StatusCode::OK, "{pair}");
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (status, body) = app.post_json("/auth/jwt/refresh", &refresh(&pair)).await;
+    assert_error(
+        &(status, body),
+        StatusCode::UNAUTHORIZED,
+        "INVALID_REFRESH_TOKEN",
+    );
+    // The session has ended: its access token no longer works either.
+    assert_eq!(me(&app, access(&pair)).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn answers_are_never_kept_by_caches() {
     let app = spawn_app().await;
     register(&app, "ada@example.com", PASSWORD).await;
@@ -102,7 +122,7 @@ async fn register_then_login_with_the_form_or_json() {
         weak.1["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("at least 10")
+            .contains("at least 12")
     );
     assert_error(
         &register(&app, "not-an-email", PASSWORD).await,

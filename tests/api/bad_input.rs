@@ -25,6 +25,33 @@ async fn malformed_json_is_400() {
 }
 
 #[tokio::test]
+async fn a_body_declared_as_something_else_than_json_is_415() {
+    let app = spawn_app().await;
+    let body = r#"{"principal": "Portcullis::User::\"alice\"", "action": "Docs::Action::\"read\"", "resource": "Docs::Document::\"x\""}"#;
+    let post = |content_type: &'static str| {
+        app.client
+            .post(app.url("/v1/is_authorized"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let refused = post("application/xml").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(
+        refused["error"]["code"], "UNSUPPORTED_MEDIA_TYPE",
+        "{refused}"
+    );
+    // JSON, and what `curl -d` declares for it, are read.
+    for fine in [
+        "application/json; charset=utf-8",
+        "application/x-www-form-urlencoded",
+    ] {
+        assert_eq!(post(fine).await.unwrap().status(), StatusCode::OK, "{fine}");
+    }
+}
+
+#[tokio::test]
 async fn wrong_field_types_are_422() {
     let app = spawn_app().await;
 
