@@ -1,10 +1,11 @@
 # Portcullis. The two commands a fresh machine needs:
 #   make run    serve on the embedded SQLite store with the sample policies
 #   make test   install what the tests need, then run all of them, then
-#               `make gauntlet`: the release binary end to end over HTTP
+#               `make gauntlet`: the release binary end to end over HTTP,
+#               and `make ui-test`: the web UI in headless Chromium
 export CARGO_TARGET_DIR ?= /var/tmp/portcullis-target
 
-.PHONY: run test gauntlet fuzz api-fuzz chaos soak lint bench load switch-bench accounts-load callgrind ci
+.PHONY: run test gauntlet ui-test fuzz api-fuzz chaos soak lint bench load switch-bench accounts-load callgrind ci
 
 run:
 	cargo run --release -- serve
@@ -13,10 +14,18 @@ test:
 	scripts/install-deps.sh test
 	cargo test --all-targets --locked
 	$(MAKE) gauntlet
+	$(MAKE) ui-test
 
 gauntlet:
 	cargo build --release --locked
 	python3 scripts/gauntlet.py
+
+# The web UI in Debian's Chromium, driven by playwright-core; screenshots
+# go to target/screenshots/.
+ui-test:
+	tests/ui/install.sh
+	cargo build --release --locked
+	node --test tests/ui/ui.test.mjs
 
 # Each fuzz target for FUZZ_SECONDS (default 60); see scripts/fuzz.sh.
 fuzz:

@@ -4,8 +4,9 @@
 # registries are reachable, so everything comes from them.
 #
 #   scripts/install-deps.sh test   # what `make test` needs: slapd, the
-#                                  # test OIDC provider (Node), and checks
-#                                  # that PostgreSQL and Redis answer
+#                                  # test OIDC provider (Node), Chromium and
+#                                  # playwright-core for the browser tests,
+#                                  # and checks that PostgreSQL and Redis answer
 #   scripts/install-deps.sh load   # what `make load` needs (wrk)
 #   scripts/install-deps.sh api-fuzz  # Schemathesis, in a virtualenv under
 #                                  # the cargo target directory
@@ -36,6 +37,8 @@ case "$want" in
     # The OIDC provider tests sign in against: oidc-provider on Node.
     command -v node > /dev/null && command -v npm > /dev/null || apt_install nodejs npm
     backends/oidc/install.sh
+    # The browser tests: Debian's chromium and playwright-core.
+    tests/ui/install.sh
     # The machine's own PostgreSQL and Redis: tests use their own schema and
     # key prefix on them. Say clearly when one is not there.
     for service in "PostgreSQL 127.0.0.1 5432" "Redis 127.0.0.1 6379"; do

@@ -38,6 +38,7 @@ mod schema;
 mod storage;
 mod sync;
 mod users;
+mod web;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -872,6 +873,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router.route(&path, handler);
     }
     router
+        .merge(web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -41,6 +41,7 @@ const UNJOURNALED: &[&str] = &[
     super::mfa::MFA_CHALLENGES,
     super::accounts::ACTION_TOKENS,
     super::throttle::LOGIN_FAILURES,
+    super::web_sessions::WEB_SESSIONS,
 ];
 
 /// An entry whose values together pass this many bytes keeps only its

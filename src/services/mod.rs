@@ -24,6 +24,7 @@ mod throttle;
 mod tokens;
 mod totp;
 mod users;
+mod web_sessions;
 
 pub use accounts::{
     ACTION_TOKENS, AccountError, Accounts, Authenticated, Flags, ProfileUpdate, Purpose,
@@ -60,8 +61,9 @@ pub use recovery_settings::{RECOVERY_SETTINGS_KEY, RecoverySettings};
 pub use sealed::SealKey;
 pub use sidecar::{CheckedRequest, Mapping, map_request};
 pub use throttle::{Attempt, LOGIN_FAILURES};
-pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, now, random_id};
+pub use tokens::{AccessClaims, SIGNING_KEYS, TokenError, Tokens, now, random_id, random_token};
 pub use users::{AdminUpdate, UserPage};
+pub use web_sessions::{WEB_SESSIONS, WebSession};
 
 /// Namespaces only Portcullis itself writes (the catalog keeps the first
 /// three in step with the engine): `/storage/{namespace}` may read them but
@@ -84,6 +86,7 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     MFA,
     MFA_CHALLENGES,
     SIGNING_KEYS,
+    WEB_SESSIONS,
     RBAC,
     RBAC_BACKUPS,
     IAM,
@@ -107,7 +110,7 @@ pub enum Secrecy {
 
 pub fn secrecy(namespace: &str) -> Secrecy {
     match namespace {
-        SIGNING_KEYS | MFA => Secrecy::Whole,
+        SIGNING_KEYS | MFA | WEB_SESSIONS => Secrecy::Whole,
         USERS => Secrecy::Fields(&["hashed_password"]),
         _ => Secrecy::None,
     }

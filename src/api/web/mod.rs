@@ -1,0 +1,279 @@
+//! The web UI: HTML rendered on the server from askama templates compiled
+//! into the binary (`templates/`), with htmx and one stylesheet served from
+//! the binary too (`static/`); nothing is loaded from elsewhere, and every
+//! page's core action is a plain form that works without JavaScript.
+//!
+//! - `GET /login`, `POST /login`: the password sign-in form.
+//! - `POST /logout`: ends the browser's session and its account session.
+//! - `GET /dashboard`: the signed-in user's profile, API keys and sessions;
+//!   `POST /dashboard/profile` (name), `/dashboard/password` (with the
+//!   current one), `/dashboard/api-keys` (with the password; the secret is
+//!   shown once), `/dashboard/api-keys/{id}/revoke` and
+//!   `/dashboard/sessions/{sid}/end` change them.
+//! - `GET /admin`: the users, for admin principals only (a 403 page for
+//!   anyone else).
+//! - `GET /static/{file}`: htmx, the copy-button script and the stylesheet,
+//!   with cache headers.
+//!
+//! A browser is signed in by the `portcullis_session` cookie (HttpOnly,
+//! SameSite=Lax, Secure unless `server.public_url` is plain HTTP on
+//! loopback), which names a server-side session (`services::web_sessions`).
+//! Every form, and every htmx request (`x-csrf-token`, from the body's
+//! `hx-headers`), carries a CSRF token: before sign-in the one in the
+//! `portcullis_csrf` cookie (double submit), after it the session's own. A
+//! request without it is refused. Pages are sent with a strict
+//! Content-Security-Policy (no inline script or style), `X-Frame-Options:
+//! DENY` and `Cache-Control: no-store`.
+
+mod admin;
+mod dashboard;
+mod login;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, SET_COOKIE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::identity::cookie;
+use super::{ApiError, AppState};
+use crate::authz::user_uid;
+use crate::services::{Authenticated, WebSession};
+
+const SESSION_COOKIE: &str = "portcullis_session";
+const CSRF_COOKIE: &str = "portcullis_csrf";
+/// The header htmx requests carry the CSRF token in.
+const CSRF_HEADER: &str = "x-csrf-token";
+const HTMX: &str = "htmx-2.0.11.min.js";
+
+const CONTENT_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/logout", post(login::logout))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route(
+            "/dashboard/sessions/{sid}/end",
+            post(dashboard::end_session),
+        )
+        .route("/dashboard/profile", post(dashboard::profile))
+        .route("/dashboard/password", post(dashboard::password))
+        .route("/dashboard/api-keys", post(dashboard::create_api_key))
+        .route(
+            "/dashboard/api-keys/{key_id}/revoke",
+            post(dashboard::revoke_api_key),
+        )
+        .route("/admin", get(admin::admin))
+        .route("/static/{file}", get(static_file))
+}
+
+/// A form that carries nothing but its CSRF token.
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "refused.html", config = "src/api/web/askama.toml")]
+struct RefusedPage<'a> {
+    csrf: &'a str,
+    signed_in: Option<&'a str>,
+    admin: bool,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// The answer to a form whose CSRF token is missing or wrong.
+fn forged_form() -> Response {
+    let refused = RefusedPage {
+        csrf: "",
+        signed_in: None,
+        admin: false,
+        title: "This form cannot be sent",
+        message: "It has expired or did not come from this site. Load the page again and retry.",
+    };
+    page(StatusCode::FORBIDDEN, refused.render())
+}
+
+/// The signed-in browser behind the request's session cookie, with the
+/// cookie's value.
+async fn browser(
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Option<(String, WebSession)>, ApiError> {
+    let Some(id) = read_cookie(headers, state, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let session = state.accounts.web_session(id).await?;
+    if let Some(found) = &session {
+        let uid = user_uid(&found.me.user.id).to_string();
+        crate::services::journal::set_actor(|| uid);
+    }
+    Ok(session.map(|s| (id.to_owned(), s)))
+}
+
+/// Whether `me` may use the admin console: Cedar's admin policies allow
+/// it to read the users.
+fn is_admin(state: &AppState, me: &Authenticated) -> bool {
+    state.catalog.engine().admin_allowed(
+        me.entities.to_vec(),
+        user_uid(&me.user.id),
+        "read",
+        "users",
+    )
+}
+
+/// Whether `presented` (a form field or the htmx header) is `expected`,
+/// compared in constant time.
+fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
+    presented.is_some_and(|p| {
+        !expected.is_empty() && bool::from(p.as_bytes().ct_eq(expected.as_bytes()))
+    })
+}
+
+/// The CSRF token a request presents: its form field, else its header.
+fn presented_csrf<'a>(headers: &'a HeaderMap, field: Option<&'a str>) -> Option<&'a str> {
+    field.or_else(|| headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
+}
+
+/// A cookie's name as sent: with the `__Host-` prefix whenever cookies are
+/// `Secure`, so that no other host or path can set it (ASVS 3.4.4).
+fn cookie_name(state: &AppState, name: &str) -> String {
+    if state.accounts.secure_cookies() {
+        format!("__Host-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The value of this UI's cookie `name`.
+fn read_cookie<'a>(headers: &'a HeaderMap, state: &AppState, name: &str) -> Option<&'a str> {
+    cookie(headers, &cookie_name(state, name))
+}
+
+/// `Set-Cookie` for `name`; `None` clears it.
+fn set_cookie(state: &AppState, name: &str, value: Option<&str>) -> Option<HeaderValue> {
+    let secure = if state.accounts.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let name = cookie_name(state, name);
+    let text = match value {
+        Some(value) => format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}"),
+        None => format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"),
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+/// A rendered page, with the UI's headers.
+fn page(status: StatusCode, rendered: Result<String, askama::Error>) -> Response {
+    let html = match rendered {
+        Ok(html) => html,
+        Err(e) => return ApiError::Internal(format!("a page did not render: {e}")).into_response(),
+    };
+    let mut response = (status, Html(html)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_POLICY),
+    );
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+/// 303 to `to`, setting the cookies given.
+fn see_other(to: &'static str, cookies: impl IntoIterator<Item = Option<HeaderValue>>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static(to));
+    for value in cookies.into_iter().flatten() {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+/// Unix seconds as `2026-11-26 09:44 UTC`.
+fn utc(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let minute_of_day = (seconds % 86_400) / 60;
+    // Civil from days (H. Hinnant's algorithm), for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        minute_of_day / 60,
+        minute_of_day % 60
+    )
+}
+
+/// htmx and the stylesheet. htmx's name carries its version, so it may be
+/// kept for a year; the stylesheet for an hour.
+async fn static_file(Path(file): Path<String>) -> Response {
+    let (body, kind, cache): (&'static [u8], &'static str, &'static str) = match file.as_str() {
+        HTMX => (
+            include_bytes!("static/htmx-2.0.11.min.js"),
+            "text/javascript; charset=utf-8",
+            "public, max-age=31536000, immutable",
+        ),
+        "portcullis.js" => (
+            include_bytes!("static/portcullis.js"),
+            "text/javascript; charset=utf-8",
+            "public, max-age=3600",
+        ),
+        "portcullis.css" => (
+            include_bytes!("static/portcullis.css"),
+            "text/css; charset=utf-8",
+            "public, max-age=3600",
+        ),
+        _ => return ApiError::RouteNotFound(format!("GET /static/{file}")).into_response(),
+    };
+    let mut response = Body::from(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_795_686_240), "2026-11-26 09:44 UTC");
+    }
+
+    #[test]
+    fn a_csrf_token_matches_only_itself() {
+        assert!(csrf_matches("abc", Some("abc")));
+        assert!(!csrf_matches("abc", Some("abd")));
+        assert!(!csrf_matches("abc", None));
+        assert!(!csrf_matches("", Some("")));
+    }
+}
