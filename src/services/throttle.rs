@@ -24,6 +24,11 @@ struct Failures {
     locked_until: u64,
 }
 
+/// A name as the counters know it: trimmed, lower-cased, bounded.
+fn normalized(username: &str) -> String {
+    username.trim().to_lowercase().chars().take(320).collect()
+}
+
 /// The counter keys of one login attempt.
 pub struct Attempt {
     account: String,
@@ -32,9 +37,8 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn new(username: &str, address: Option<IpAddr>) -> Attempt {
-        let account: String = username.trim().to_lowercase().chars().take(320).collect();
         Attempt {
-            account: format!("account:{account}"),
+            account: format!("account:{}", normalized(username)),
             address: address.map(|ip| format!("ip:{ip}")),
         }
     }
@@ -42,12 +46,10 @@ impl Attempt {
     /// The same attempt by a directory's sign-in: its own count, apart from
     /// the local account of the same name.
     pub fn in_directory(directory: &str, username: &str, address: Option<IpAddr>) -> Attempt {
-        let mut attempt = Attempt::new(username, address);
-        attempt.account = format!(
-            "directory:{directory}:{}",
-            &attempt.account["account:".len()..]
-        );
-        attempt
+        Attempt {
+            account: format!("directory:{directory}:{}", normalized(username)),
+            ..Attempt::new(username, address)
+        }
     }
 
     /// The account name tried, for logs: a short digest, since it may be a

@@ -66,9 +66,7 @@ impl Accounts {
             user_id: claims.sub,
             sid: claims.sid,
             csrf: random_token(),
-            expires_at: claims
-                .exp
-                .max(now() + self.settings().refresh_token_ttl_seconds),
+            expires_at: now() + self.settings().refresh_token_ttl_seconds,
             last_seen: now(),
         };
         self.store
