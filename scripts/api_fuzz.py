@@ -42,7 +42,7 @@ CHECKS = ",".join([
 ])
 
 
-def schemathesis(base, who, header, report_dir):
+def schemathesis(base, who, header, report_dir, exclude=None):
     command = [
         ST, "run", f"{base}/openapi.json",
         "--checks", CHECKS,
@@ -60,6 +60,8 @@ def schemathesis(base, who, header, report_dir):
         command += ["--max-time", os.environ["API_FUZZ_SECONDS"]]
     if header:
         command += ["--header", header]
+    if exclude:
+        command += ["--exclude-path-regex", exclude]
     print(f"== schemathesis as {who}", flush=True)
     started = time.monotonic()
     # In the run's directory: Schemathesis keeps its state where it runs.
@@ -91,10 +93,20 @@ def main():
     try:
         gauntlet.wait_ready(api, server)
         gauntlet.register(api, USER)
-        user = gauntlet.login(api, USER)["access_token"]
+        session = gauntlet.login(api, USER)["access_token"]
+        # The user fuzzes with an API key of all the user's scopes. A
+        # session token would end at the first generated logout, and the
+        # stateful phase finds the key's id in GET /auth/api-keys/ and
+        # revokes it: every operation after that would only see 401s. So
+        # the one route that revokes a key is left out of the user's run
+        # (the operator's run has it, for other users' keys).
+        reply = api.call("POST", "/auth/api-keys/", session,
+                         {"name": "api-fuzz", "current_password": USER[1]})
+        key = reply.expect(201)["api_key"]
         results = [
             schemathesis(base, "anonymous", None, cwd),
-            schemathesis(base, "user", f"Authorization: Bearer {user}", cwd),
+            schemathesis(base, "user", f"X-API-Key: {key}", cwd,
+                         exclude=r"^/auth/api-keys/\{key_id\}$"),
             schemathesis(base, "operator", f"Authorization: Bearer {OPERATOR}", cwd),
         ]
         passed = all(results)
