@@ -9,10 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{
-    CsrfForm, browser, csrf_matches, forged_form, is_admin, page, presented_csrf, see_other, utc,
-};
-use crate::api::body::FormOrJson;
+use super::{CsrfField, CsrfForm, SignedInForm, browser, is_admin, page, see_other, utc};
 use crate::api::{ApiError, AppState};
 use crate::domain::User;
 use crate::services::{AccountError, NewApiKey, ProfileUpdate, WebSession};
@@ -116,22 +113,6 @@ async fn render_dashboard(
     Ok(page(status, dashboard.render()))
 }
 
-/// The signed-in browser of a form post whose CSRF token is right; else
-/// the answer to give instead.
-async fn form_session(
-    state: &AppState,
-    headers: &HeaderMap,
-    csrf: Option<&str>,
-) -> Result<Result<WebSession, Response>, ApiError> {
-    let Some((_, session)) = browser(headers, state).await? else {
-        return Ok(Err(see_other("/login", [])));
-    };
-    if !csrf_matches(&session.csrf, presented_csrf(headers, csrf)) {
-        return Ok(Err(forged_form()));
-    }
-    Ok(Ok(session))
-}
-
 /// An account error a dashboard form can show beside the form: the
 /// message, and the status.
 fn shown(error: &AccountError) -> Option<(StatusCode, String)> {
@@ -196,15 +177,17 @@ pub struct ProfileForm {
     name: String,
 }
 
+impl CsrfField for ProfileForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 pub async fn profile(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    FormOrJson(form): FormOrJson<ProfileForm>,
+    SignedInForm { session, form, .. }: SignedInForm<ProfileForm>,
 ) -> Result<Response, ApiError> {
-    let session = match form_session(&state, &headers, form.csrf.as_deref()).await? {
-        Ok(session) => session,
-        Err(answer) => return Ok(answer),
-    };
     let update = ProfileUpdate {
         name: Some(form.name.trim().to_owned()),
         ..ProfileUpdate::default()
@@ -231,15 +214,16 @@ pub struct PasswordForm {
     password: String,
 }
 
+impl CsrfField for PasswordForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 pub async fn password(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    FormOrJson(form): FormOrJson<PasswordForm>,
+    SignedInForm { session, form, .. }: SignedInForm<PasswordForm>,
 ) -> Result<Response, ApiError> {
-    let session = match form_session(&state, &headers, form.csrf.as_deref()).await? {
-        Ok(session) => session,
-        Err(answer) => return Ok(answer),
-    };
     let update = ProfileUpdate {
         password: Some(form.password),
         current_password: Some(form.current_password),
@@ -270,15 +254,16 @@ pub struct NewKeyForm {
     current_password: String,
 }
 
+impl CsrfField for NewKeyForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 pub async fn create_api_key(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    FormOrJson(form): FormOrJson<NewKeyForm>,
+    SignedInForm { session, form, .. }: SignedInForm<NewKeyForm>,
 ) -> Result<Response, ApiError> {
-    let session = match form_session(&state, &headers, form.csrf.as_deref()).await? {
-        Ok(session) => session,
-        Err(answer) => return Ok(answer),
-    };
     let days = form.expires_in_days.trim();
     let expires_in_days = match days {
         "" => None,
@@ -324,14 +309,9 @@ pub async fn create_api_key(
 
 pub async fn revoke_api_key(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(key_id): Path<String>,
-    FormOrJson(form): FormOrJson<CsrfForm>,
+    SignedInForm { session, .. }: SignedInForm<CsrfForm>,
 ) -> Result<Response, ApiError> {
-    let session = match form_session(&state, &headers, form.csrf.as_deref()).await? {
-        Ok(session) => session,
-        Err(answer) => return Ok(answer),
-    };
     let result = state
         .accounts
         .revoke_api_key(&session.me.user.id, &key_id)
@@ -344,19 +324,9 @@ pub async fn revoke_api_key(
 
 pub async fn end_session(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(sid): Path<String>,
-    FormOrJson(form): FormOrJson<CsrfForm>,
+    SignedInForm { session, .. }: SignedInForm<CsrfForm>,
 ) -> Result<Response, ApiError> {
-    let Some((_, session)) = browser(&headers, &state).await? else {
-        return Ok(see_other("/login", []));
-    };
-    if !csrf_matches(
-        &session.csrf,
-        presented_csrf(&headers, form.csrf.as_deref()),
-    ) {
-        return Ok(forged_form());
-    }
     match state.accounts.end_session(&session.me, &sid).await {
         Ok(()) | Err(AccountError::SessionNotFound(_)) => Ok(see_other("/dashboard", [])),
         Err(e) => Err(e.into()),

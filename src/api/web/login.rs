@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    CSRF_COOKIE, CsrfForm, SESSION_COOKIE, browser, csrf_matches, forged_form, page,
+    CSRF_COOKIE, CsrfForm, SESSION_COOKIE, SignedInForm, browser, csrf_matches, forged_form, page,
     presented_csrf, see_other, set_cookie,
 };
 use crate::api::body::FormOrJson;
@@ -131,21 +131,8 @@ pub async fn login(
 
 pub async fn logout(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    FormOrJson(form): FormOrJson<CsrfForm>,
+    SignedInForm { id, .. }: SignedInForm<CsrfForm>,
 ) -> Result<Response, ApiError> {
-    let Some((id, session)) = browser(&headers, &state).await? else {
-        return Ok(see_other(
-            "/login",
-            [set_cookie(&state, SESSION_COOKIE, None)],
-        ));
-    };
-    if !csrf_matches(
-        &session.csrf,
-        presented_csrf(&headers, form.csrf.as_deref()),
-    ) {
-        return Ok(forged_form());
-    }
     state.accounts.close_web_session(&id).await?;
     let mut response = see_other("/login", [set_cookie(&state, SESSION_COOKIE, None)]);
     // Whatever the browser kept of the signed-in pages goes too (ASVS 8.2.3).

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Path;
+use axum::extract::{FromRequest, Path, Request};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, SET_COOKIE,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -43,8 +43,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
+use super::body::FormOrJson;
 use super::identity::cookie;
 use super::{ApiError, AppState};
 use crate::authz::user_uid;
@@ -83,6 +85,55 @@ pub fn router() -> Router<Arc<AppState>> {
 #[derive(Deserialize)]
 pub struct CsrfForm {
     csrf: Option<String>,
+}
+
+/// A form's CSRF field, which `SignedInForm` checks.
+trait CsrfField {
+    fn csrf(&self) -> Option<&str>;
+}
+
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+/// A form posted by a signed-in browser with its session's CSRF token (the
+/// form field or the htmx header). Anything else is answered instead of
+/// handled: no session sends to `/login` (clearing a stale cookie), a
+/// missing or wrong token gets the 403 page.
+pub struct SignedInForm<T> {
+    /// The session cookie's value.
+    pub id: String,
+    pub session: WebSession,
+    pub form: T,
+}
+
+impl<T> FromRequest<Arc<AppState>> for SignedInForm<T>
+where
+    T: DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Some((id, session)) = browser(&headers, state)
+            .await
+            .map_err(IntoResponse::into_response)?
+        else {
+            return Err(see_other(
+                "/login",
+                [set_cookie(state, SESSION_COOKIE, None)],
+            ));
+        };
+        let FormOrJson(form) = FormOrJson::<T>::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !csrf_matches(&session.csrf, presented_csrf(&headers, form.csrf())) {
+            return Err(forged_form());
+        }
+        Ok(SignedInForm { id, session, form })
+    }
 }
 
 #[derive(Template)]
