@@ -206,7 +206,7 @@ pub struct EmailBody {
 }
 
 /// Validates the address, then mails in the background and answers 202.
-fn mail_later(
+pub(crate) fn mail_later(
     state: &Arc<AppState>,
     email: String,
     purpose: Purpose,

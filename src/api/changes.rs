@@ -39,11 +39,20 @@ pub async fn rollback(
     Path(id): Path<String>,
     Query(query): Query<RollbackQuery>,
 ) -> Result<Json<RolledBack>, ApiError> {
+    Ok(Json(roll_back(&state, &id, query.cascade).await?))
+}
+
+/// Rolls change `id` back (with the later changes to its keys, `cascade`).
+pub(crate) async fn roll_back(
+    state: &AppState,
+    id: &str,
+    cascade: bool,
+) -> Result<RolledBack, ApiError> {
     let store = state.registry.store();
     let rollback = Rollback {
         store: store.as_ref(),
         catalog: &state.catalog,
         accounts: &state.accounts,
     };
-    Ok(Json(rollback.run(&id, query.cascade).await?))
+    Ok(rollback.run(id, cascade).await?)
 }

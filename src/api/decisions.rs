@@ -148,7 +148,7 @@ pub async fn is_authorized(
 
 /// `?explain=true`: the answer, plus the determining policies with their
 /// source and text, and the entities the decision could read.
-fn explain(
+pub(crate) fn explain(
     state: &AppState,
     request: &DecisionRequest,
     decided: &Decided,

@@ -313,6 +313,13 @@ impl ApiError {
                 AccountError::ApiKeyNotFound(_) => (StatusCode::NOT_FOUND, "API_KEY_NOT_FOUND"),
                 AccountError::SessionNotFound(_) => (StatusCode::NOT_FOUND, "SESSION_NOT_FOUND"),
                 AccountError::UserNotFound(_) => (StatusCode::NOT_FOUND, "USER_NOT_FOUND"),
+                AccountError::FederatedEmailTaken => {
+                    (StatusCode::CONFLICT, "FEDERATED_EMAIL_TAKEN")
+                }
+                AccountError::FederatedNoEmail => (StatusCode::FORBIDDEN, "FEDERATED_NO_EMAIL"),
+                AccountError::FederatedLinkedElsewhere => {
+                    (StatusCode::CONFLICT, "FEDERATED_LINKED_ELSEWHERE")
+                }
                 AccountError::MfaAlreadyEnrolled => (StatusCode::CONFLICT, "MFA_ALREADY_ENROLLED"),
                 AccountError::MfaNotEnrolled => (StatusCode::BAD_REQUEST, "MFA_NOT_ENROLLED"),
                 AccountError::MfaBadCode => (StatusCode::BAD_REQUEST, "MFA_INVALID_CODE"),

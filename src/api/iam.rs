@@ -431,11 +431,14 @@ pub async fn dependents(
 
 /// Whether the local user `id` can be deleted: the service accounts and
 /// agents it owns (and theirs) block it, unless `cascade` removes them.
-pub(crate) async fn release_user(
-    state: &AppState,
-    id: &str,
-    cascade: bool,
-) -> Result<(), ApiError> {
+/// The service accounts and agents `id` owns (its dependents in the
+/// identity graph that a deletion takes with it).
+pub(crate) fn owned_by(state: &AppState, id: &str) -> Vec<String> {
+    owned(state, id).1.iter().map(ToString::to_string).collect()
+}
+
+/// Every dependent of user `id`, and those of them it owns.
+fn owned(state: &AppState, id: &str) -> (Vec<String>, Vec<EntityUid>) {
     let uid = crate::authz::user_uid(id);
     let dependents: Vec<String> = crate::services::dependents(
         &state.catalog.rbac(),
@@ -446,7 +449,7 @@ pub(crate) async fn release_user(
     .into_iter()
     .map(|r| r.id)
     .collect();
-    let owned: Vec<EntityUid> = dependents
+    let owned = dependents
         .iter()
         .filter_map(|d| d.parse::<EntityUid>().ok())
         .filter(|d| {
@@ -454,12 +457,21 @@ pub(crate) async fn release_user(
             t == SERVICE_ACCOUNT_TYPE || t == AGENT_TYPE
         })
         .collect();
+    (dependents, owned)
+}
+
+pub(crate) async fn release_user(
+    state: &AppState,
+    id: &str,
+    cascade: bool,
+) -> Result<(), ApiError> {
+    let (dependents, owned) = owned(state, id);
     if owned.is_empty() {
         return Ok(());
     }
     if !cascade {
         return Err(GraphError::HasDependents {
-            identity: uid.to_string(),
+            identity: crate::authz::user_uid(id).to_string(),
             dependents,
         }
         .into());

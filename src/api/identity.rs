@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::body::JsonBody;
 use super::{ApiError, AppState};
 use crate::domain::DirectoryIdentity;
-use crate::services::{AccountError, Attempt, IdentityError, principal_of};
+use crate::services::{AccountError, Attempt, IdentityError, OAuthFor, principal_of};
 
 /// The cookie that carries the OAuth state between authorize and callback.
 const STATE_COOKIE: &str = "portcullis_oauth_state";
@@ -111,11 +111,28 @@ pub async fn providers(State(state): State<Arc<AppState>>) -> Json<serde_json::V
     Json(serde_json::json!({ "providers": providers }))
 }
 
+#[derive(Deserialize)]
+pub struct AuthorizeQuery {
+    /// `web`: started by the web UI's button, which wants a browser
+    /// session rather than JSON at the end.
+    from: Option<String>,
+}
+
 pub async fn authorize(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
+    Query(query): Query<AuthorizeQuery>,
 ) -> Result<Response, ApiError> {
-    let authorization = state.identities.oauth_start(&provider).await?;
+    let started_by = match query.from.as_deref() {
+        None => OAuthFor::Api,
+        Some("web") => OAuthFor::Web,
+        Some(_) => {
+            return Err(ApiError::InvalidParameter(
+                "`from` may only be `web`".into(),
+            ));
+        }
+    };
+    let authorization = state.identities.oauth_start(&provider, started_by).await?;
     let location = HeaderValue::from_str(&authorization.url)
         .map_err(|e| ApiError::Internal(format!("provider URL is not a header value: {e}")))?;
     // The state is URL-safe base64, fit for a cookie as it is.
@@ -142,6 +159,7 @@ pub struct CallbackQuery {
 
 pub async fn callback(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(provider): Path<String>,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
@@ -155,7 +173,7 @@ pub async fn callback(
             "the callback needs `code` and `state`".into(),
         ));
     };
-    let identity = state
+    let (identity, started_by) = state
         .identities
         .oauth_finish(
             &provider,
@@ -168,9 +186,12 @@ pub async fn callback(
     // The state is spent: clear its cookie.
     let clear =
         format!("{STATE_COOKIE}=; Path=/auth/oauth/{provider}/; Max-Age=0; HttpOnly; SameSite=Lax");
-    let mut response = signed_in(identity).into_response();
+    let mut response = match started_by {
+        OAuthFor::Api => signed_in(identity).into_response(),
+        OAuthFor::Web => super::web::provider_signed_in(&state, &headers, &identity, peer).await?,
+    };
     if let Ok(clear) = HeaderValue::from_str(&clear) {
-        response.headers_mut().insert(SET_COOKIE, clear);
+        response.headers_mut().append(SET_COOKIE, clear);
     }
     Ok(response)
 }

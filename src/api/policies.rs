@@ -112,31 +112,32 @@ pub async fn reload(
     _: DataAdmin,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Reloaded>, ApiError> {
-    match state.catalog.reload().await {
-        Ok(snapshot) => {
-            state
-                .metrics
-                .policy_reloads
-                .with_label_values(&["ok"])
-                .inc();
-            state
-                .metrics
-                .policy_generation
-                .set(snapshot.generation as i64);
-            Ok(Json(Reloaded {
-                generation: snapshot.generation,
-                policies: snapshot.policies.len(),
-            }))
-        }
-        Err(e) => {
-            state
-                .metrics
-                .policy_reloads
-                .with_label_values(&["rejected"])
-                .inc();
-            Err(e.into())
-        }
+    let snapshot = reload_policies(&state).await?;
+    Ok(Json(Reloaded {
+        generation: snapshot.generation,
+        policies: snapshot.policies.len(),
+    }))
+}
+
+/// Reads the policies again and serves them when they validate, counting
+/// the outcome in the metrics.
+pub(crate) async fn reload_policies(
+    state: &AppState,
+) -> Result<Arc<crate::authz::PolicySnapshot>, crate::services::ServiceError> {
+    let result = state.catalog.reload().await;
+    let outcome = if result.is_ok() { "ok" } else { "rejected" };
+    state
+        .metrics
+        .policy_reloads
+        .with_label_values(&[outcome])
+        .inc();
+    if let Ok(snapshot) = &result {
+        state
+            .metrics
+            .policy_generation
+            .set(snapshot.generation as i64);
     }
+    result
 }
 
 fn api_policy(id: String, content: String) -> PolicyInfo {

@@ -250,7 +250,16 @@ pub async fn switch(
     State(state): State<Arc<AppState>>,
     Path(backend): Path<String>,
 ) -> Result<Json<SwitchReport>, ApiError> {
-    let report = state.registry.switch(&backend).await?;
+    Ok(Json(switch_store(&state, &backend).await?))
+}
+
+/// Makes `backend` the active store (copying everything to it), and says so
+/// in the new store's journal.
+pub(crate) async fn switch_store(
+    state: &AppState,
+    backend: &str,
+) -> Result<SwitchReport, ApiError> {
+    let report = state.registry.switch(backend).await?;
     // The copy went around the journal; the new store's journal says so.
     let marker = journal::marker(
         &format!("switch from {} to {}", report.from, report.to),
@@ -265,5 +274,5 @@ pub async fn switch(
     {
         tracing::warn!(error = %e, "The store switch could not be journaled.");
     }
-    Ok(Json(report))
+    Ok(report)
 }

@@ -77,20 +77,26 @@ pub async fn delete(
     Path(id): Path<String>,
     Query(query): Query<super::iam::CascadeQuery>,
 ) -> Result<StatusCode, ApiError> {
-    if state.accounts.user(&id).await?.is_none() {
-        return Err(crate::services::AccountError::UserNotFound(id).into());
+    remove_user(&state, &id, query.cascade).await?;
+    tracing::info!(user = %id, "User deleted by an admin.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes user `id` with its keys, sessions, roles and links. The service
+/// accounts and agents it owns block it, or (`cascade`) go first.
+pub(crate) async fn remove_user(state: &AppState, id: &str, cascade: bool) -> Result<(), ApiError> {
+    if state.accounts.user(id).await?.is_none() {
+        return Err(crate::services::AccountError::UserNotFound(id.to_owned()).into());
     }
-    // The service accounts and agents it owns block it, or go first.
-    super::iam::release_user(&state, &id, query.cascade).await?;
-    state.accounts.delete_user(&id).await?;
+    super::iam::release_user(state, id, cascade).await?;
+    state.accounts.delete_user(id).await?;
     // Its roles and links go with it, so a new account can never inherit them.
     crate::services::Rbac {
         catalog: &state.catalog,
     }
-    .forget(&crate::authz::user_uid(&id))
+    .forget(&crate::authz::user_uid(id))
     .await?;
-    tracing::info!(user = %id, "User deleted by an admin.");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 pub async fn settings(_: Admin, State(state): State<Arc<AppState>>) -> Json<Value> {

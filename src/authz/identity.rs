@@ -113,6 +113,7 @@ mod tests {
             subject: "carol".into(),
             username: "carol".into(),
             email: Some("carol@example.test".into()),
+            email_verified: false,
             name: None,
             member_of: vec!["platform".into()],
             groups: vec![

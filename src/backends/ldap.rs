@@ -435,6 +435,8 @@ impl LdapDirectory {
             subject: username.clone(),
             username,
             email: first(&user.attrs, &a.email),
+            // A directory's mail attribute is whatever was typed into it.
+            email_verified: false,
             name: first(&user.attrs, &a.name),
             member_of,
             groups,

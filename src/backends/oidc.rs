@@ -407,6 +407,10 @@ impl OidcDirectory {
             username: text(&c.username).unwrap_or_else(|| subject.clone()),
             subject,
             email: text(&c.email),
+            email_verified: claims
+                .get("email_verified")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
             name: text(&c.name),
             groups: groups
                 .iter()

@@ -46,6 +46,15 @@ impl BreakerState {
             BreakerState::Open => 2,
         }
     }
+
+    /// As the API names it: `closed`, `half_open` or `open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
 }
 
 /// Counters of one backend, for `/health` and `/metrics`.

@@ -17,6 +17,9 @@ pub struct DirectoryIdentity {
     pub username: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Whether the directory vouches for `email` (OIDC `email_verified`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_verified: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Ids of the groups the user is a direct member of.

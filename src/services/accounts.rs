@@ -105,6 +105,14 @@ pub enum AccountError {
     MfaBadChallenge,
     #[error("user `{0}` not found")]
     UserNotFound(String),
+    #[error(
+        "an account with the provider's e-mail address exists: sign in to it, then link the provider"
+    )]
+    FederatedEmailTaken,
+    #[error("the provider did not share a verified e-mail address")]
+    FederatedNoEmail,
+    #[error("this provider identity is linked to another account")]
+    FederatedLinkedElsewhere,
     #[error("API key `{0}` not found")]
     ApiKeyNotFound(String),
     #[error("session `{0}` not found")]
@@ -346,7 +354,7 @@ fn session_key(user_id: &str, sid: &str) -> String {
 }
 
 /// A random UUID (version 4), the form user ids take.
-fn new_user_id() -> String {
+pub(super) fn new_user_id() -> String {
     let token = digest(&random_token());
     let hex = token.as_bytes();
     let text =
@@ -548,7 +556,17 @@ impl Accounts {
             created_at,
             updated_at: created_at,
         };
-        let ops = vec![
+        self.insert_user(user, Vec::new()).await
+    }
+
+    /// Stores a new user with its e-mail index, and `extra` in the same
+    /// transaction; a taken address is `UserAlreadyExists`.
+    pub(super) async fn insert_user(
+        &self,
+        user: User,
+        extra: Vec<Op>,
+    ) -> Result<User, AccountError> {
+        let mut ops = vec![
             Op::Put {
                 ns: USERS.into(),
                 key: user.id.clone(),
@@ -562,6 +580,7 @@ impl Accounts {
                 expect: Expect::Absent,
             },
         ];
+        ops.extend(extra);
         match self.store.transact(ops).await {
             Ok(_) => Ok(user),
             Err(StoreError::Conflict { .. }) => Err(AccountError::UserAlreadyExists),
@@ -570,7 +589,10 @@ impl Accounts {
     }
 
     /// The user with this e-mail address, with its stored version.
-    async fn user_by_email(&self, email: &str) -> Result<Option<(User, u64)>, AccountError> {
+    pub(super) async fn user_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<(User, u64)>, AccountError> {
         let Some(id) = self.store.get(USER_EMAILS, email).await? else {
             return Ok(None);
         };
@@ -1229,7 +1251,7 @@ pub(super) fn merge_settings<T: Serialize + for<'de> Deserialize<'de>>(
     serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
-fn check_name(name: Option<String>) -> Result<Option<String>, AccountError> {
+pub(super) fn check_name(name: Option<String>) -> Result<Option<String>, AccountError> {
     match name.map(|n| n.trim().to_owned()) {
         Some(n) if n.chars().count() > MAX_NAME => Err(AccountError::InvalidField(format!(
             "`name` must have at most {MAX_NAME} characters"

@@ -71,6 +71,19 @@ struct PendingAuthorization {
     provider: String,
     verifier: String,
     expires_at: u64,
+    /// Started from the web UI's sign-in page: the callback opens a
+    /// browser session instead of answering JSON.
+    #[serde(default)]
+    web: bool,
+}
+
+/// Where a sign-in was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OAuthFor {
+    /// `GET /auth/oauth/{provider}/authorize`: the callback answers JSON.
+    Api,
+    /// The web UI's button: the callback signs the browser in.
+    Web,
 }
 
 /// A linked OIDC identity, as stored.
@@ -335,6 +348,7 @@ impl Identities {
     pub async fn oauth_start(
         &self,
         provider: &str,
+        started_by: OAuthFor,
     ) -> Result<crate::backends::Authorization, IdentityError> {
         let oidc = self.oidc(provider)?;
         let authorization =
@@ -348,6 +362,7 @@ impl Identities {
             provider: provider.to_owned(),
             verifier: authorization.verifier.clone(),
             expires_at: now() + OAUTH_STATE_TTL.as_secs(),
+            web: started_by == OAuthFor::Web,
         };
         let value = serde_json::to_vec(&pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.store
@@ -371,7 +386,7 @@ impl Identities {
         state: &str,
         browser_state: Option<&str>,
         code: &str,
-    ) -> Result<DirectoryIdentity, IdentityError> {
+    ) -> Result<(DirectoryIdentity, OAuthFor), IdentityError> {
         let oidc = self.oidc(provider)?;
         let same_browser = browser_state.is_some_and(|cookie| {
             use subtle::ConstantTimeEq;
@@ -417,7 +432,12 @@ impl Identities {
         let id = link.identity.user_id();
         self.store.put(IDENTITIES, &id, &value, Expect::Any).await?;
         self.remember(&id, Some(&link.identity))?;
-        Ok(link.identity)
+        let started_by = if pending.web {
+            OAuthFor::Web
+        } else {
+            OAuthFor::Api
+        };
+        Ok((link.identity, started_by))
     }
 
     /// Deletes a page of expired pending authorizations; abandoned sign-ins

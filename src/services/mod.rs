@@ -4,6 +4,7 @@
 //!
 //! Owns: the order of writes and reloads. Must not: know about HTTP.
 
+mod account_links;
 mod accounts;
 mod api_keys;
 mod catalog;
@@ -26,6 +27,7 @@ mod totp;
 mod users;
 mod web_sessions;
 
+pub use account_links::{ACCOUNT_LINKS, Federated};
 pub use accounts::{
     ACTION_TOKENS, AccountError, Accounts, Authenticated, Flags, ProfileUpdate, Purpose,
     REFRESH_TOKENS, Registration, SESSIONS, SETTINGS, TOPIC_ACCOUNTS, TokenPair, USER_EMAILS,
@@ -45,8 +47,8 @@ pub use graph::{
     Reached, Walk, dependents, edge_id, identity_uid, memberships, walk,
 };
 pub use identity::{
-    Bearer, BearerCaller, IDENTITIES, Identities, IdentityError, OAUTH_STATES, Resolution,
-    principal_of,
+    Bearer, BearerCaller, IDENTITIES, Identities, IdentityError, OAUTH_STATES, OAuthFor,
+    Resolution, principal_of,
 };
 pub use mail::{MailError, Mailer};
 pub use mfa::{
@@ -74,6 +76,7 @@ pub const RESERVED_NAMESPACES: &[&str] = &[
     catalog::ENTITIES,
     IDENTITIES,
     OAUTH_STATES,
+    ACCOUNT_LINKS,
     USERS,
     USER_EMAILS,
     SESSIONS,

@@ -260,6 +260,21 @@ fn is_any(input: &UidInput) -> bool {
     matches!(input, UidInput::Text(t) if t == "*")
 }
 
+impl From<&Grant> for GrantInput {
+    /// The input that describes `grant` (to remove it by its content).
+    fn from(grant: &Grant) -> GrantInput {
+        let text = |s: &str| Some(UidInput::Text(s.to_owned()));
+        GrantInput {
+            role: None,
+            subject: text(&grant.subject),
+            object: grant.resource.as_deref().and_then(text),
+            object_type: grant.resource_type.clone(),
+            action: text(grant.action.as_deref().unwrap_or("*")),
+            effect: Some(grant.effect),
+        }
+    }
+}
+
 impl GrantInput {
     /// The grant this input describes (its id derived from its content).
     pub fn grant(&self) -> Result<Grant, RbacError> {

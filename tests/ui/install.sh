@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the browser tests need, idempotently: Debian's chromium
-# (/usr/bin/chromium) and playwright-core from the npm registry, as
-# package-lock.json pins it, with install scripts off (playwright-core has
-# none, and nothing may download a browser).
+# (/usr/bin/chromium), the test OIDC provider (backends/oidc), and
+# playwright-core from the npm registry, as package-lock.json pins it, with
+# install scripts off (playwright-core has none, and nothing may download a
+# browser).
 set -euo pipefail
 cd "$(dirname "$0")"
+../../backends/oidc/install.sh
 if ! [ -x /usr/bin/chromium ]; then
   echo "installing chromium"
   sudo=""

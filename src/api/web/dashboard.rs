@@ -1,18 +1,22 @@
-//! `/dashboard`: the signed-in user's profile, password, API keys and
-//! sessions.
+//! `/dashboard`: the signed-in user's profile (with e-mail verification),
+//! password, second factor (TOTP enrolment with a QR code drawn here),
+//! linked providers, API keys, sessions, logins waiting for approval, and
+//! effective permissions.
 
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{CsrfField, CsrfForm, SignedInForm, browser, is_admin, page, see_other, utc};
+use super::{
+    CsrfForm, PermissionRow, SignedInForm, browser, is_admin, page, permission_rows, see_other, utc,
+};
 use crate::api::{ApiError, AppState};
 use crate::domain::User;
-use crate::services::{AccountError, NewApiKey, ProfileUpdate, WebSession};
+use crate::services::{AccountError, NewApiKey, ProfileUpdate, Purpose, WebSession};
 
 struct SessionRow {
     id: String,
@@ -30,6 +34,24 @@ struct KeyRow {
     ends: String,
 }
 
+struct ApprovalRow {
+    id: String,
+    started: String,
+    address: String,
+}
+
+struct ProviderRow {
+    name: String,
+    label: String,
+}
+
+/// A TOTP enrolment waiting for its first code: the otpauth URI as a QR
+/// code (an SVG data URI), and the secret for typing in.
+pub(super) struct EnrolmentView {
+    pub qr: String,
+    pub secret: String,
+}
+
 #[derive(Template)]
 #[template(path = "dashboard.html", config = "src/api/web/askama.toml")]
 struct DashboardPage<'a> {
@@ -39,9 +61,14 @@ struct DashboardPage<'a> {
     notice: Option<&'a str>,
     error: Option<&'a str>,
     new_key: Option<&'a str>,
+    enrolment: Option<&'a EnrolmentView>,
     user: &'a User,
+    mfa: bool,
     keys: Vec<KeyRow>,
     sessions: Vec<SessionRow>,
+    approvals: Vec<ApprovalRow>,
+    permissions: Vec<PermissionRow>,
+    providers: Vec<ProviderRow>,
 }
 
 /// What a dashboard answer says above the page.
@@ -50,16 +77,31 @@ struct Outcome<'a> {
     notice: Option<&'a str>,
     error: Option<&'a str>,
     new_key: Option<&'a str>,
+    enrolment: Option<&'a EnrolmentView>,
+}
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    /// `?linked=1`: back from linking a provider.
+    linked: Option<String>,
 }
 
 pub async fn dashboard(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    Query(query): Query<DashboardQuery>,
 ) -> Result<Response, ApiError> {
     let Some((_, session)) = browser(&headers, &state).await? else {
         return Ok(see_other("/login", []));
     };
-    render_dashboard(&state, &session, StatusCode::OK, Outcome::default()).await
+    let outcome = Outcome {
+        notice: query
+            .linked
+            .is_some()
+            .then_some("The provider's account is linked: you can sign in with it."),
+        ..Outcome::default()
+    };
+    render_dashboard(&state, &session, StatusCode::OK, outcome).await
 }
 
 async fn render_dashboard(
@@ -99,6 +141,23 @@ async fn render_dashboard(
             prefix: k.prefix,
         })
         .collect();
+    let approvals = state
+        .accounts
+        .pending_approvals(&me.user.id)
+        .await?
+        .into_iter()
+        .map(|a| ApprovalRow {
+            started: utc(a.created_at),
+            address: a.address.unwrap_or_else(|| "unknown".into()),
+            id: a.id,
+        })
+        .collect();
+    let providers = state
+        .identities
+        .providers()
+        .into_iter()
+        .map(|(name, label)| ProviderRow { name, label })
+        .collect();
     let dashboard = DashboardPage {
         csrf: &session.csrf,
         signed_in: Some(me.user.email.as_str()),
@@ -106,9 +165,14 @@ async fn render_dashboard(
         notice: outcome.notice,
         error: outcome.error,
         new_key: outcome.new_key,
+        enrolment: outcome.enrolment,
         user: &me.user,
+        mfa: state.accounts.mfa_enabled(&me.user.id).await?,
         keys,
         sessions,
+        approvals,
+        permissions: permission_rows(state, &me.user.id, &me.entities),
+        providers,
     };
     Ok(page(status, dashboard.render()))
 }
@@ -136,6 +200,22 @@ fn shown(error: &AccountError) -> Option<(StatusCode, String)> {
         AccountError::ApiKeyNotFound(_) => Some((
             StatusCode::NOT_FOUND,
             "There is no such key: it may be revoked already.".into(),
+        )),
+        AccountError::MfaBadCode => Some((
+            StatusCode::BAD_REQUEST,
+            "That code is not right. Codes change every 30 seconds.".into(),
+        )),
+        AccountError::MfaAlreadyEnrolled => Some((
+            StatusCode::CONFLICT,
+            "An authenticator app is set up already.".into(),
+        )),
+        AccountError::MfaNotEnrolled => Some((
+            StatusCode::BAD_REQUEST,
+            "No authenticator app is set up: start again.".into(),
+        )),
+        AccountError::MfaBadChallenge => Some((
+            StatusCode::NOT_FOUND,
+            "That sign-in is no longer waiting: it was decided, or it expired.".into(),
         )),
         _ => None,
     }
@@ -177,11 +257,7 @@ pub struct ProfileForm {
     name: String,
 }
 
-impl CsrfField for ProfileForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
+csrf_field!(ProfileForm);
 
 pub async fn profile(
     State(state): State<Arc<AppState>>,
@@ -214,11 +290,7 @@ pub struct PasswordForm {
     password: String,
 }
 
-impl CsrfField for PasswordForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
+csrf_field!(PasswordForm);
 
 pub async fn password(
     State(state): State<Arc<AppState>>,
@@ -254,11 +326,7 @@ pub struct NewKeyForm {
     current_password: String,
 }
 
-impl CsrfField for NewKeyForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
+csrf_field!(NewKeyForm);
 
 pub async fn create_api_key(
     State(state): State<Arc<AppState>>,
@@ -331,4 +399,139 @@ pub async fn end_session(
         Ok(()) | Err(AccountError::SessionNotFound(_)) => Ok(see_other("/dashboard", [])),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /dashboard/verify`: mails a new verification link.
+pub async fn resend_verification(
+    State(state): State<Arc<AppState>>,
+    SignedInForm { session, .. }: SignedInForm<CsrfForm>,
+) -> Result<Response, ApiError> {
+    let email = session.me.user.email.clone();
+    crate::api::accounts::mail_later(&state, email, Purpose::Verify)?;
+    let done = "A message with a verification link is on its way.";
+    after_form(&state, &session, Ok(()), done).await
+}
+
+/// The otpauth URI as a QR code: an SVG, as a data URI for an `<img>`.
+fn qr_code(uri: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    use qrcode::render::svg;
+    let code = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|e| ApiError::Internal(format!("the QR code cannot hold the URI: {e}")))?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(image);
+    Ok(format!("data:image/svg+xml;base64,{encoded}"))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordOnlyForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    current_password: String,
+}
+
+csrf_field!(PasswordOnlyForm);
+
+/// `POST /dashboard/mfa/enroll`: with the password, starts TOTP enrolment
+/// and shows its QR code; a first code confirms it.
+pub async fn mfa_enroll(
+    State(state): State<Arc<AppState>>,
+    SignedInForm { session, form, .. }: SignedInForm<PasswordOnlyForm>,
+) -> Result<Response, ApiError> {
+    let me = &session.me;
+    if let Err(e) = state
+        .accounts
+        .reauthenticate(me, Some(form.current_password))
+        .await
+    {
+        return after_form(&state, &session, Err(e), "").await;
+    }
+    let enrolment = match state.accounts.mfa_enroll(&me.user).await {
+        Ok(enrolment) => enrolment,
+        Err(e) => return after_form(&state, &session, Err(e), "").await,
+    };
+    let view = EnrolmentView {
+        qr: qr_code(&enrolment.otpauth_uri)?,
+        secret: enrolment.secret,
+    };
+    let outcome = Outcome {
+        enrolment: Some(&view),
+        ..Outcome::default()
+    };
+    render_dashboard(&state, &session, StatusCode::OK, outcome).await
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    code: String,
+}
+
+csrf_field!(CodeForm);
+
+/// `POST /dashboard/mfa/confirm`: the first code ends enrolment.
+pub async fn mfa_confirm(
+    State(state): State<Arc<AppState>>,
+    SignedInForm { session, form, .. }: SignedInForm<CodeForm>,
+) -> Result<Response, ApiError> {
+    let result = state
+        .accounts
+        .mfa_confirm(&session.me.user.id, form.code.trim())
+        .await;
+    if result.is_ok() {
+        tracing::info!(user = %session.me.user.id, "TOTP enrolled from the web UI.");
+    }
+    let done = "Your authenticator app is set up: sign-ins now ask for a code.";
+    after_form(&state, &session, result, done).await
+}
+
+/// `POST /dashboard/mfa/disable`: a current code removes the second factor.
+pub async fn mfa_disable(
+    State(state): State<Arc<AppState>>,
+    SignedInForm { session, form, .. }: SignedInForm<CodeForm>,
+) -> Result<Response, ApiError> {
+    let result = state
+        .accounts
+        .mfa_disable(&session.me.user.id, Some(form.code.trim()))
+        .await;
+    if result.is_ok() {
+        tracing::info!(user = %session.me.user.id, "TOTP removed from the web UI.");
+    }
+    after_form(&state, &session, result, "The second factor is removed.").await
+}
+
+/// `POST /dashboard/approvals/{id}/{approve|deny}`: decides a login
+/// waiting for its second factor.
+pub async fn decide_approval(
+    State(state): State<Arc<AppState>>,
+    Path((id, decision)): Path<(String, String)>,
+    SignedInForm { session, .. }: SignedInForm<CsrfForm>,
+) -> Result<Response, ApiError> {
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        other => {
+            return Err(ApiError::RouteNotFound(format!(
+                "POST /dashboard/approvals/{id}/{other}"
+            )));
+        }
+    };
+    let result = state
+        .accounts
+        .decide_challenge(&session.me, &id, approve)
+        .await;
+    if result.is_ok() {
+        tracing::info!(user = %session.me.user.id, approve, "A waiting sign-in was decided from the web UI.");
+    }
+    let done = if approve {
+        "The sign-in is approved: it continues in its own browser."
+    } else {
+        "The sign-in is denied."
+    };
+    after_form(&state, &session, result, done).await
 }

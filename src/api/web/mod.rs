@@ -3,15 +3,17 @@
 //! the binary too (`static/`); nothing is loaded from elsewhere, and every
 //! page's core action is a plain form that works without JavaScript.
 //!
-//! - `GET /login`, `POST /login`: the password sign-in form.
-//! - `POST /logout`: ends the browser's session and its account session.
-//! - `GET /dashboard`: the signed-in user's profile, API keys and sessions;
-//!   `POST /dashboard/profile` (name), `/dashboard/password` (with the
-//!   current one), `/dashboard/api-keys` (with the password; the secret is
-//!   shown once), `/dashboard/api-keys/{id}/revoke` and
-//!   `/dashboard/sessions/{sid}/end` change them.
-//! - `GET /admin`: the users, for admin principals only (a 403 page for
-//!   anyone else).
+//! - `login`: `/login` (password, provider buttons, magic-link request),
+//!   its second-factor step `/login/mfa`, `/magic-link`, `/logout`, and
+//!   the end of a provider sign-in the page started;
+//! - `account`: `/register`, `/verify`, `/forgot-password`,
+//!   `/reset-password`;
+//! - `dashboard`: `/dashboard` and its forms (profile, verification,
+//!   password, second factor, API keys, sessions, approvals);
+//! - `admin`: `/admin` and its pages (users, roles and grants, the
+//!   decision tester), for admin principals only (a 403 page for anyone
+//!   else); `operations`: its policies, backends, recovery, journal and
+//!   settings pages;
 //! - `GET /static/{file}`: htmx, the copy-button script and the stylesheet,
 //!   with cache headers.
 //!
@@ -25,9 +27,24 @@
 //! Content-Security-Policy (no inline script or style), `X-Frame-Options:
 //! DENY` and `Cache-Control: no-store`.
 
+/// `CsrfField` for a form whose token is its `csrf: Option<String>`.
+macro_rules! csrf_field {
+    ($form:ty) => {
+        impl $crate::api::web::CsrfField for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        }
+    };
+}
+
+mod account;
 mod admin;
 mod dashboard;
 mod login;
+mod operations;
+
+pub use login::provider_signed_in;
 
 use std::sync::Arc;
 
@@ -50,6 +67,7 @@ use super::body::FormOrJson;
 use super::identity::cookie;
 use super::{ApiError, AppState};
 use crate::authz::user_uid;
+use crate::domain::{Effect, Grant};
 use crate::services::{Authenticated, WebSession};
 
 const SESSION_COOKIE: &str = "portcullis_session";
@@ -64,13 +82,41 @@ const CONTENT_POLICY: &str = "default-src 'self'; script-src 'self'; style-src '
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/login", get(login::login_page).post(login::login))
+        .route("/login/magic-link", post(login::request_magic_link))
+        .route("/login/mfa", get(login::mfa_page).post(login::mfa_code))
+        .route("/login/mfa/wait", post(login::mfa_wait))
+        .route(
+            "/magic-link",
+            get(login::magic_link_page).post(login::magic_link),
+        )
         .route("/logout", post(login::logout))
+        .route(
+            "/register",
+            get(account::register_page).post(account::register),
+        )
+        .route("/verify", get(account::verify_page).post(account::verify))
+        .route(
+            "/forgot-password",
+            get(account::forgot_page).post(account::forgot),
+        )
+        .route(
+            "/reset-password",
+            get(account::reset_page).post(account::reset),
+        )
         .route("/dashboard", get(dashboard::dashboard))
         .route(
             "/dashboard/sessions/{sid}/end",
             post(dashboard::end_session),
         )
         .route("/dashboard/profile", post(dashboard::profile))
+        .route("/dashboard/verify", post(dashboard::resend_verification))
+        .route("/dashboard/mfa/enroll", post(dashboard::mfa_enroll))
+        .route("/dashboard/mfa/confirm", post(dashboard::mfa_confirm))
+        .route("/dashboard/mfa/disable", post(dashboard::mfa_disable))
+        .route(
+            "/dashboard/approvals/{id}/{decision}",
+            post(dashboard::decide_approval),
+        )
         .route("/dashboard/password", post(dashboard::password))
         .route("/dashboard/api-keys", post(dashboard::create_api_key))
         .route(
@@ -78,6 +124,36 @@ pub fn router() -> Router<Arc<AppState>> {
             post(dashboard::revoke_api_key),
         )
         .route("/admin", get(admin::admin))
+        .route("/admin/users/{id}", get(admin::user))
+        .route("/admin/users/{id}/active", post(admin::set_active))
+        .route("/admin/users/{id}/mfa-reset", post(admin::reset_mfa))
+        .route("/admin/users/{id}/roles", post(admin::assign_role))
+        .route(
+            "/admin/users/{id}/roles/{role}/remove",
+            post(admin::unassign_role),
+        )
+        .route("/admin/users/{id}/delete", post(admin::delete_user))
+        .route("/admin/roles", get(admin::roles).post(admin::put_role))
+        .route("/admin/grants", post(admin::add_grant))
+        .route("/admin/grants/{id}/revoke", post(admin::revoke_grant))
+        .route("/admin/tester", get(admin::tester_page).post(admin::tester))
+        .route("/admin/policies", get(operations::policies))
+        .route("/admin/policies/reload", post(operations::reload_policies))
+        .route("/admin/backends", get(operations::backends))
+        .route("/admin/backends/{name}/switch", post(operations::switch))
+        .route("/admin/recovery", get(operations::recovery))
+        .route("/admin/recovery/sync", post(operations::run_sync))
+        .route("/admin/recovery/backups", post(operations::backup))
+        .route(
+            "/admin/recovery/backups/{id}/restore",
+            post(operations::restore),
+        )
+        .route("/admin/journal", get(operations::journal))
+        .route("/admin/journal/{id}/rollback", post(operations::rollback))
+        .route(
+            "/admin/settings",
+            get(operations::settings).post(operations::save_settings),
+        )
         .route("/static/{file}", get(static_file))
 }
 
@@ -92,11 +168,7 @@ trait CsrfField {
     fn csrf(&self) -> Option<&str>;
 }
 
-impl CsrfField for CsrfForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
+csrf_field!(CsrfForm);
 
 /// A form posted by a signed-in browser with its session's CSRF token (the
 /// form field or the htmx header). Anything else is answered instead of
@@ -137,25 +209,38 @@ where
 }
 
 #[derive(Template)]
-#[template(path = "refused.html", config = "src/api/web/askama.toml")]
-struct RefusedPage<'a> {
+#[template(path = "message.html", config = "src/api/web/askama.toml")]
+struct MessagePage<'a> {
     csrf: &'a str,
     signed_in: Option<&'a str>,
     admin: bool,
     title: &'a str,
     message: &'a str,
+    link: (&'a str, &'a str),
+}
+
+/// A page that only says something, with one link onwards (`(href,
+/// text)`).
+fn message_page(status: StatusCode, title: &str, message: &str, link: (&str, &str)) -> Response {
+    let said = MessagePage {
+        csrf: "",
+        signed_in: None,
+        admin: false,
+        title,
+        message,
+        link,
+    };
+    page(status, said.render())
 }
 
 /// The answer to a form whose CSRF token is missing or wrong.
 fn forged_form() -> Response {
-    let refused = RefusedPage {
-        csrf: "",
-        signed_in: None,
-        admin: false,
-        title: "This form cannot be sent",
-        message: "It has expired or did not come from this site. Load the page again and retry.",
-    };
-    page(StatusCode::FORBIDDEN, refused.render())
+    message_page(
+        StatusCode::FORBIDDEN,
+        "This form cannot be sent",
+        "It has expired or did not come from this site. Load the page again and retry.",
+        ("/dashboard", "Back to your dashboard"),
+    )
 }
 
 /// The signed-in browser behind the request's session cookie, with the
@@ -184,6 +269,55 @@ fn is_admin(state: &AppState, me: &Authenticated) -> bool {
         "read",
         "users",
     )
+}
+
+/// One RBAC grant reaching a principal, as the permission tables show it.
+struct PermissionRow {
+    effect: &'static str,
+    action: String,
+    resource: String,
+    via: String,
+}
+
+fn effect_text(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+    }
+}
+
+/// Where a grant reaches: a resource, every resource of a type, or any.
+fn resource_text(grant: &Grant) -> String {
+    match (&grant.resource, &grant.resource_type) {
+        (Some(resource), _) => resource.clone(),
+        (None, Some(kind)) => format!("every {kind}"),
+        (None, None) => "any resource".into(),
+    }
+}
+
+/// The effective permissions of user `id` (with its identity's entities):
+/// every RBAC grant that reaches it, directly or through a role or group.
+fn permission_rows(
+    state: &AppState,
+    id: &str,
+    identity: &[cedar_policy::Entity],
+) -> Vec<PermissionRow> {
+    let rbac = crate::services::Rbac {
+        catalog: &state.catalog,
+    };
+    rbac.permissions(&user_uid(id), identity)
+        .into_iter()
+        .map(|p| PermissionRow {
+            effect: effect_text(p.grant.effect),
+            action: p
+                .grant
+                .action
+                .clone()
+                .unwrap_or_else(|| "every action".into()),
+            resource: resource_text(&p.grant),
+            via: p.via,
+        })
+        .collect()
 }
 
 /// Whether `presented` (a form field or the htmx header) is `expected`,
