@@ -132,7 +132,32 @@ pub async fn authorize(
             ));
         }
     };
-    let authorization = state.identities.oauth_start(&provider, started_by).await?;
+    start_sign_in(&state, &provider, started_by).await
+}
+
+/// 302 to the provider, with the state also in a cookie that binds the
+/// sign-in to this browser.
+pub(crate) async fn start_sign_in(
+    state: &AppState,
+    provider: &str,
+    started_by: OAuthFor,
+) -> Result<Response, ApiError> {
+    let (location, cookie) = provider_redirect(state, provider, started_by).await?;
+    Ok((
+        StatusCode::FOUND,
+        [(LOCATION, location), (SET_COOKIE, cookie)],
+    )
+        .into_response())
+}
+
+/// Starts a sign-in: the provider URL to send the browser to, and the
+/// `Set-Cookie` of the state cookie.
+pub(crate) async fn provider_redirect(
+    state: &AppState,
+    provider: &str,
+    started_by: OAuthFor,
+) -> Result<(HeaderValue, HeaderValue), ApiError> {
+    let authorization = state.identities.oauth_start(provider, started_by).await?;
     let location = HeaderValue::from_str(&authorization.url)
         .map_err(|e| ApiError::Internal(format!("provider URL is not a header value: {e}")))?;
     // The state is URL-safe base64, fit for a cookie as it is.
@@ -142,11 +167,7 @@ pub async fn authorize(
     );
     let cookie = HeaderValue::from_str(&cookie)
         .map_err(|e| ApiError::Internal(format!("state cookie is not a header value: {e}")))?;
-    Ok((
-        StatusCode::FOUND,
-        [(LOCATION, location), (SET_COOKIE, cookie)],
-    )
-        .into_response())
+    Ok((location, cookie))
 }
 
 #[derive(Deserialize)]
@@ -188,7 +209,7 @@ pub async fn callback(
         format!("{STATE_COOKIE}=; Path=/auth/oauth/{provider}/; Max-Age=0; HttpOnly; SameSite=Lax");
     let mut response = match started_by {
         OAuthFor::Api => signed_in(identity).into_response(),
-        OAuthFor::Web => super::web::provider_signed_in(&state, &headers, &identity, peer).await?,
+        web => super::web::provider_signed_in(&state, &headers, &identity, web, peer).await?,
     };
     if let Ok(clear) = HeaderValue::from_str(&clear) {
         response.headers_mut().append(SET_COOKIE, clear);

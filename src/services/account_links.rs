@@ -4,8 +4,8 @@
 //! session, a dashboard and a second factor like any other.
 //!
 //! The first sign-in of an identity links it:
-//! - to the signed-in user, when the browser already has a session (linking
-//!   from the dashboard);
+//! - to the user who started it from the dashboard, password re-entered
+//!   (a stolen session alone cannot plant a way back in);
 //! - else to a new account for the identity's e-mail address, made only
 //!   when the provider vouches for the address (`email_verified`) and no
 //!   account has it yet. An existing account is never taken over by a
@@ -55,29 +55,31 @@ fn link_op(key: &str, user_id: &str) -> Result<Op, AccountError> {
 
 impl Accounts {
     /// Signs in with a provider's identity, linking it first when it is
-    /// new (see the module's notes). `signed_in` is the browser's user.
+    /// new (see the module's notes), or links it to `link_to`.
     pub async fn federated_login(
         &self,
         identity: &DirectoryIdentity,
-        signed_in: Option<&str>,
+        link_to: Option<&str>,
         address: Option<IpAddr>,
     ) -> Result<Federated, AccountError> {
         let key = identity.user_id();
         if let Some(item) = self.store.get(ACCOUNT_LINKS, &key).await? {
             let link: AccountLink = decode(ACCOUNT_LINKS, &key, &item)?;
             match self.user(&link.user_id).await? {
-                Some((user, _)) if signed_in == Some(user.id.as_str()) => {
+                Some((user, _)) if link_to == Some(user.id.as_str()) => {
                     return Ok(Federated::Linked);
                 }
-                Some((user, _)) if signed_in.is_none() => {
+                // Linked to someone else: one identity, one account.
+                Some(_) if link_to.is_some() => {
+                    return Err(AccountError::FederatedLinkedElsewhere);
+                }
+                Some((user, _)) => {
                     if !user.is_active {
                         return Err(AccountError::BadCredentials);
                     }
                     tracing::info!(user = %user.id, identity = %key, "Provider sign-in.");
                     return Ok(Federated::Login(self.finish_login(&user, address).await?));
                 }
-                // Linked to someone else: one identity, one account.
-                Some(_) => return Err(AccountError::FederatedLinkedElsewhere),
                 // The account was deleted: the link is stale.
                 None => {
                     self.store
@@ -86,7 +88,7 @@ impl Accounts {
                 }
             }
         }
-        if let Some(user_id) = signed_in {
+        if let Some(user_id) = link_to {
             let link = link_op(&key, user_id)?;
             match self.store.transact(vec![link]).await {
                 Ok(_) => {}

@@ -75,15 +75,22 @@ struct PendingAuthorization {
     /// browser session instead of answering JSON.
     #[serde(default)]
     web: bool,
+    /// Started from the dashboard by this user, who gave the password: the
+    /// identity is to be linked to that account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link_to: Option<String>,
 }
 
 /// Where a sign-in was started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OAuthFor {
     /// `GET /auth/oauth/{provider}/authorize`: the callback answers JSON.
     Api,
     /// The web UI's button: the callback signs the browser in.
     Web,
+    /// The dashboard's "link": the callback links the identity to this
+    /// user (who re-entered the password to start it).
+    Link(String),
 }
 
 /// A linked OIDC identity, as stored.
@@ -362,7 +369,11 @@ impl Identities {
             provider: provider.to_owned(),
             verifier: authorization.verifier.clone(),
             expires_at: now() + OAUTH_STATE_TTL.as_secs(),
-            web: started_by == OAuthFor::Web,
+            web: started_by != OAuthFor::Api,
+            link_to: match started_by {
+                OAuthFor::Link(user_id) => Some(user_id),
+                _ => None,
+            },
         };
         let value = serde_json::to_vec(&pending).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.store
@@ -432,10 +443,10 @@ impl Identities {
         let id = link.identity.user_id();
         self.store.put(IDENTITIES, &id, &value, Expect::Any).await?;
         self.remember(&id, Some(&link.identity))?;
-        let started_by = if pending.web {
-            OAuthFor::Web
-        } else {
-            OAuthFor::Api
+        let started_by = match (pending.link_to, pending.web) {
+            (Some(user_id), _) => OAuthFor::Link(user_id),
+            (None, true) => OAuthFor::Web,
+            (None, false) => OAuthFor::Api,
         };
         Ok((link.identity, started_by))
     }

@@ -311,7 +311,13 @@ test('2b. a signed-in user links a provider account, then signs in with it', asy
   const { context, page } = await tab();
   await signIn(page, USER);
   await page.waitForURL('**/dashboard');
-  await page.getByRole('link', { name: 'Link Test provider' }).click();
+  // Linking needs the password: a stolen session alone cannot plant a way back in.
+  await page.getByLabel('Password (to link Test provider)').fill('not the right password');
+  await page.getByRole('button', { name: 'Link Test provider' }).click();
+  await page.locator('#error').waitFor();
+  await page.getByLabel('Password (to link Test provider)').fill(USER.password);
+  await page.getByRole('button', { name: 'Link Test provider' }).click();
+  await page.getByRole('link', { name: 'Continue to Test provider' }).click();
   await providerSignIn(page, 'frank');
   await page.waitForURL('**/dashboard?linked=1');
   await page.locator('#notice').waitFor();

@@ -12,7 +12,8 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    CsrfForm, PermissionRow, SignedInForm, browser, is_admin, page, permission_rows, see_other, utc,
+    CsrfForm, MessagePage, PermissionRow, SignedInForm, browser, is_admin, page, permission_rows,
+    see_other, utc,
 };
 use crate::api::{ApiError, AppState};
 use crate::domain::User;
@@ -534,4 +535,48 @@ pub async fn decide_approval(
         "The sign-in is denied."
     };
     after_form(&state, &session, result, done).await
+}
+
+/// `POST /dashboard/providers/{provider}/link`: with the password, starts
+/// a sign-in at the provider whose identity is linked on the way back. The
+/// answer is a page with the provider's link, not a redirect: the pages'
+/// `form-action 'self'` would stop a form's redirect to another origin.
+pub async fn link_provider(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    SignedInForm { session, form, .. }: SignedInForm<PasswordOnlyForm>,
+) -> Result<Response, ApiError> {
+    let me = &session.me;
+    if let Err(e) = state
+        .accounts
+        .reauthenticate(me, Some(form.current_password))
+        .await
+    {
+        return after_form(&state, &session, Err(e), "").await;
+    }
+    let started_by = crate::services::OAuthFor::Link(me.user.id.clone());
+    let (location, cookie) =
+        crate::api::identity::provider_redirect(&state, &provider, started_by).await?;
+    let label = state
+        .identities
+        .providers()
+        .into_iter()
+        .find_map(|(name, label)| (name == provider).then_some(label))
+        .unwrap_or(provider);
+    let onwards = MessagePage {
+        csrf: &session.csrf,
+        signed_in: Some(me.user.email.as_str()),
+        admin: is_admin(&state, me),
+        title: "Link a provider",
+        message: "Sign in at the provider with the account to link; you come back here after.",
+        link: (
+            location.to_str().unwrap_or_default(),
+            &format!("Continue to {label}"),
+        ),
+    };
+    let mut answer = page(StatusCode::OK, onwards.render());
+    answer
+        .headers_mut()
+        .append(axum::http::header::SET_COOKIE, cookie);
+    Ok(answer)
 }

@@ -26,7 +26,9 @@ use super::{
 use crate::api::body::FormOrJson;
 use crate::api::{ApiError, AppState};
 use crate::domain::DirectoryIdentity;
-use crate::services::{AccountError, Delegated, Federated, LoginOutcome, Purpose, random_token};
+use crate::services::{
+    AccountError, Delegated, Federated, LoginOutcome, OAuthFor, Purpose, random_token,
+};
 
 /// Holds a login's second-factor challenge between its steps.
 const MFA_COOKIE: &str = "portcullis_mfa";
@@ -541,19 +543,35 @@ fn poll_ended() -> Response {
     answer
 }
 
-/// The end of a sign-in the web UI's provider button started: the linked
-/// identity's account signs in (or is linked to the signed-in browser).
+/// The end of a sign-in the web UI started: from the sign-in page, the
+/// linked identity's account signs in (see `services::account_links`);
+/// from the dashboard's "link", the identity is linked to the account that
+/// asked, when this browser is still signed in as it.
 pub async fn provider_signed_in(
     state: &AppState,
     headers: &HeaderMap,
     identity: &DirectoryIdentity,
+    started_by: OAuthFor,
     peer: SocketAddr,
 ) -> Result<Response, ApiError> {
-    let current = browser(headers, state).await?;
-    let me = current.as_ref().map(|(_, s)| s.me.user.id.as_str());
+    let link_to = match started_by {
+        OAuthFor::Link(user_id) => {
+            let current = browser(headers, state).await?;
+            if current.is_none_or(|(_, s)| s.me.user.id != user_id) {
+                return Ok(message_page(
+                    StatusCode::FORBIDDEN,
+                    "The provider was not linked",
+                    "This browser is no longer signed in to the account that asked. Sign in and link it again.",
+                    ("/login", "Sign in"),
+                ));
+            }
+            Some(user_id)
+        }
+        _ => None,
+    };
     match state
         .accounts
-        .federated_login(identity, me, Some(peer.ip()))
+        .federated_login(identity, link_to.as_deref(), Some(peer.ip()))
         .await
     {
         Ok(Federated::Login(outcome)) => signed_in(state, outcome).await,

@@ -110,6 +110,10 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/dashboard/profile", post(dashboard::profile))
         .route("/dashboard/verify", post(dashboard::resend_verification))
+        .route(
+            "/dashboard/providers/{provider}/link",
+            post(dashboard::link_provider),
+        )
         .route("/dashboard/mfa/enroll", post(dashboard::mfa_enroll))
         .route("/dashboard/mfa/confirm", post(dashboard::mfa_confirm))
         .route("/dashboard/mfa/disable", post(dashboard::mfa_disable))
