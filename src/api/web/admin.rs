@@ -34,11 +34,12 @@ use crate::services::{AccountError, AdminUpdate, Flags, GrantInput, Rbac, RbacEr
 /// The API area a console path stands for, as the admin policies name it.
 fn area_of(path: &str) -> &'static str {
     let rest = path.strip_prefix("/admin").unwrap_or_default();
-    let page = rest
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default();
+    let mut parts = rest.trim_start_matches('/').split('/');
+    let page = parts.next().unwrap_or_default();
+    // A user's roles are RBAC's: `/admin/users/{id}/roles…`.
+    if page == "users" && parts.nth(1) == Some("roles") {
+        return "rbac";
+    }
     match page {
         "roles" | "grants" => "rbac",
         "tester" | "policies" => "v1",
@@ -759,4 +760,25 @@ fn tester_answer(
         StatusCode::OK
     };
     page(status, view.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::area_of;
+
+    #[test]
+    fn each_console_path_is_decided_as_its_api_area() {
+        assert_eq!(area_of("/admin"), "users");
+        assert_eq!(area_of("/admin/users/u1"), "users");
+        assert_eq!(area_of("/admin/users/u1/active"), "users");
+        assert_eq!(area_of("/admin/users/u1/roles"), "rbac");
+        assert_eq!(area_of("/admin/users/u1/roles/editor/remove"), "rbac");
+        assert_eq!(area_of("/admin/grants/g1/revoke"), "rbac");
+        assert_eq!(area_of("/admin/tester"), "v1");
+        assert_eq!(area_of("/admin/policies/reload"), "v1");
+        assert_eq!(area_of("/admin/backends/pg/switch"), "storage");
+        assert_eq!(area_of("/admin/recovery/backups/b1/restore"), "iam");
+        assert_eq!(area_of("/admin/journal/c1/rollback"), "iam");
+        assert_eq!(area_of("/admin/settings"), "management");
+    }
 }
