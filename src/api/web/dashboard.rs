@@ -251,6 +251,23 @@ async fn after_form(
     }
 }
 
+/// The dashboard saying why, when `password` is not the signed-in user's
+/// (a wrong one counts towards the sign-in lock); `None` when it is.
+async fn unless_reauthenticated(
+    state: &AppState,
+    session: &WebSession,
+    password: String,
+) -> Result<Option<Response>, ApiError> {
+    match state
+        .accounts
+        .reauthenticate(&session.me, Some(password))
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(e) => after_form(state, session, Err(e), "").await.map(Some),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct ProfileForm {
     csrf: Option<String>,
@@ -346,12 +363,8 @@ pub async fn create_api_key(
             }
         },
     };
-    let checked = state
-        .accounts
-        .reauthenticate(&session.me, Some(form.current_password))
-        .await;
-    if let Err(e) = checked {
-        return after_form(&state, &session, Err(e), "").await;
+    if let Some(answer) = unless_reauthenticated(&state, &session, form.current_password).await? {
+        return Ok(answer);
     }
     let input = NewApiKey {
         name: form.name,
@@ -443,14 +456,10 @@ pub async fn mfa_enroll(
     State(state): State<Arc<AppState>>,
     SignedInForm { session, form, .. }: SignedInForm<PasswordOnlyForm>,
 ) -> Result<Response, ApiError> {
-    let me = &session.me;
-    if let Err(e) = state
-        .accounts
-        .reauthenticate(me, Some(form.current_password))
-        .await
-    {
-        return after_form(&state, &session, Err(e), "").await;
+    if let Some(answer) = unless_reauthenticated(&state, &session, form.current_password).await? {
+        return Ok(answer);
     }
+    let me = &session.me;
     let enrolment = match state.accounts.mfa_enroll(&me.user).await {
         Ok(enrolment) => enrolment,
         Err(e) => return after_form(&state, &session, Err(e), "").await,
@@ -546,14 +555,10 @@ pub async fn link_provider(
     Path(provider): Path<String>,
     SignedInForm { session, form, .. }: SignedInForm<PasswordOnlyForm>,
 ) -> Result<Response, ApiError> {
-    let me = &session.me;
-    if let Err(e) = state
-        .accounts
-        .reauthenticate(me, Some(form.current_password))
-        .await
-    {
-        return after_form(&state, &session, Err(e), "").await;
+    if let Some(answer) = unless_reauthenticated(&state, &session, form.current_password).await? {
+        return Ok(answer);
     }
+    let me = &session.me;
     let started_by = crate::services::OAuthFor::Link(me.user.id.clone());
     let (location, cookie) =
         crate::api::identity::provider_redirect(&state, &provider, started_by).await?;
