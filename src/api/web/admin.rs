@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    CsrfField, CsrfForm, MessagePage, PermissionRow, SignedInForm, browser, effect_text, page,
-    permission_rows, resource_text, see_other, utc,
+    CsrfField, CsrfForm, PermissionRow, SignedInForm, admin_may, browser, effect_text, page,
+    permission_rows, resource_text, see_other, signed_in_message, utc,
 };
 use crate::api::{ApiError, AppState};
 use crate::authz::{DecisionRequest, UidInput, user_uid};
@@ -50,26 +50,16 @@ fn area_of(path: &str) -> &'static str {
     }
 }
 
-/// Whether the admin policies let `session` do `action` in `area`.
-fn allowed(state: &AppState, session: &WebSession, action: &str, area: &str) -> bool {
-    let me = &session.me;
-    state
-        .catalog
-        .engine()
-        .admin_allowed(me.entities.to_vec(), user_uid(&me.user.id), action, area)
-}
-
 /// The 403 page for a signed-in user who is not an admin here.
 fn not_admin(session: &WebSession) -> Response {
-    let refused = MessagePage {
-        csrf: &session.csrf,
-        signed_in: Some(session.me.user.email.as_str()),
-        admin: false,
-        title: "Administrators only",
-        message: "Your account may not use the admin console.",
-        link: ("/dashboard", "Back to your dashboard"),
-    };
-    page(StatusCode::FORBIDDEN, refused.render())
+    signed_in_message(
+        session,
+        false,
+        StatusCode::FORBIDDEN,
+        "Administrators only",
+        "Your account may not use the admin console.",
+        ("/dashboard", "Back to your dashboard"),
+    )
 }
 
 /// The browser behind a console page, when it may `read` the page's area;
@@ -82,7 +72,7 @@ pub(super) async fn reader(
     let Some((_, session)) = browser(headers, state).await? else {
         return Ok(Err(see_other("/login", [])));
     };
-    if !allowed(state, &session, "read", area) {
+    if !admin_may(state, &session.me, "read", area) {
         return Ok(Err(not_admin(&session)));
     }
     Ok(Ok(session))
@@ -103,7 +93,7 @@ where
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
         let area = area_of(req.uri().path());
         let SignedInForm { session, form, .. } = SignedInForm::from_request(req, state).await?;
-        if !allowed(state, &session, "admin", area) {
+        if !admin_may(state, &session.me, "admin", area) {
             return Err(not_admin(&session));
         }
         Ok(AdminForm { session, form })
@@ -219,15 +209,14 @@ async fn render_user(
     let user = match state.accounts.get_user(id).await {
         Ok(user) => user,
         Err(AccountError::UserNotFound(_)) => {
-            let missing = MessagePage {
-                csrf: &session.csrf,
-                signed_in: Some(session.me.user.email.as_str()),
-                admin: true,
-                title: "No such user",
-                message: "The user does not exist: it may have been deleted.",
-                link: ("/admin", "Back to the users"),
-            };
-            return Ok(page(StatusCode::NOT_FOUND, missing.render()));
+            return Ok(signed_in_message(
+                session,
+                true,
+                StatusCode::NOT_FOUND,
+                "No such user",
+                "The user does not exist: it may have been deleted.",
+                ("/admin", "Back to the users"),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -420,15 +409,14 @@ pub async fn delete_user(
     match crate::api::users::remove_user(&state, &id, true).await {
         Ok(()) => {
             tracing::info!(user = %id, "User deleted by an admin (console).");
-            let done = MessagePage {
-                csrf: &session.csrf,
-                signed_in: Some(session.me.user.email.as_str()),
-                admin: true,
-                title: "User deleted",
-                message: "The user, its keys, sessions and roles, and what it owned are gone.",
-                link: ("/admin", "Back to the users"),
-            };
-            Ok(page(StatusCode::OK, done.render()))
+            Ok(signed_in_message(
+                &session,
+                true,
+                StatusCode::OK,
+                "User deleted",
+                "The user, its keys, sessions and roles, and what it owned are gone.",
+                ("/admin", "Back to the users"),
+            ))
         }
         Err(ApiError::Account(AccountError::UserNotFound(_))) => {
             render_user(&state, &session, &id, Said::default(), false).await

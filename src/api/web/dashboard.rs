@@ -12,8 +12,8 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{
-    CsrfForm, MessagePage, PermissionRow, SignedInForm, browser, is_admin, page, permission_rows,
-    see_other, utc,
+    CsrfForm, PermissionRow, SignedInForm, browser, is_admin, page, permission_rows, see_other,
+    signed_in_message, utc,
 };
 use crate::api::{ApiError, AppState};
 use crate::domain::User;
@@ -568,18 +568,17 @@ pub async fn link_provider(
         .into_iter()
         .find_map(|(name, label)| (name == provider).then_some(label))
         .unwrap_or(provider);
-    let onwards = MessagePage {
-        csrf: &session.csrf,
-        signed_in: Some(me.user.email.as_str()),
-        admin: is_admin(&state, me),
-        title: "Link a provider",
-        message: "Sign in at the provider with the account to link; you come back here after.",
-        link: (
+    let mut answer = signed_in_message(
+        &session,
+        is_admin(&state, me),
+        StatusCode::OK,
+        "Link a provider",
+        "Sign in at the provider with the account to link; you come back here after.",
+        (
             location.to_str().unwrap_or_default(),
             &format!("Continue to {label}"),
         ),
-    };
-    let mut answer = page(StatusCode::OK, onwards.render());
+    );
     answer
         .headers_mut()
         .append(axum::http::header::SET_COOKIE, cookie);

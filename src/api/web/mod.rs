@@ -224,12 +224,33 @@ struct MessagePage<'a> {
 }
 
 /// A page that only says something, with one link onwards (`(href,
-/// text)`).
+/// text)`), to a signed-out browser.
 fn message_page(status: StatusCode, title: &str, message: &str, link: (&str, &str)) -> Response {
     let said = MessagePage {
         csrf: "",
         signed_in: None,
         admin: false,
+        title,
+        message,
+        link,
+    };
+    page(status, said.render())
+}
+
+/// `message_page` for a signed-in browser: its header shows the session,
+/// and the admin link when `admin`.
+fn signed_in_message(
+    session: &WebSession,
+    admin: bool,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    link: (&str, &str),
+) -> Response {
+    let said = MessagePage {
+        csrf: &session.csrf,
+        signed_in: Some(session.me.user.email.as_str()),
+        admin,
         title,
         message,
         link,
@@ -264,15 +285,18 @@ async fn browser(
     Ok(session.map(|s| (id.to_owned(), s)))
 }
 
-/// Whether `me` may use the admin console: Cedar's admin policies allow
-/// it to read the users.
+/// Whether Cedar's admin policies let `me` do `action` (`read` or
+/// `admin`) in the API area `area`, as for the API's own admin routes.
+fn admin_may(state: &AppState, me: &Authenticated, action: &str, area: &str) -> bool {
+    state
+        .catalog
+        .engine()
+        .admin_allowed(me.entities.to_vec(), user_uid(&me.user.id), action, area)
+}
+
+/// Whether `me` may use the admin console: it may read the users.
 fn is_admin(state: &AppState, me: &Authenticated) -> bool {
-    state.catalog.engine().admin_allowed(
-        me.entities.to_vec(),
-        user_uid(&me.user.id),
-        "read",
-        "users",
-    )
+    admin_may(state, me, "read", "users")
 }
 
 /// One RBAC grant reaching a principal, as the permission tables show it.

@@ -251,7 +251,8 @@ async fn render_recovery(
     said: Said,
     confirm: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let mut backups: Vec<BackupRow> = crate::api::recovery::recovery(state)
+    // Newest first, as `Recovery::list` gives them.
+    let backups = crate::api::recovery::recovery(state)
         .await?
         .list()?
         .into_iter()
@@ -264,7 +265,6 @@ async fn render_recovery(
             size: m.size,
         })
         .collect();
-    backups.sort_by(|a, b| b.made.cmp(&a.made));
     let runs = crate::api::sync::federation(state)
         .runs(20)
         .await?
