@@ -269,20 +269,12 @@ impl App {
         let grpc = match grpc_listener {
             Some(grpc_listener) => {
                 tracing::info!(addr = %grpc_listener.local_addr()?, "ext_authz gRPC is listening.");
-                // No Nagle on the accepted connections (the builder's
-                // `tcp_nodelay` applies only to listeners it binds itself):
-                // a small answer must not wait for the peer's delayed ACK.
                 // Over the connection limit, a connection is closed.
                 let admission = admission("grpc");
                 let incoming = tokio_stream::StreamExt::filter_map(
                     tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                     move |accepted| match accepted {
-                        Ok(stream) => {
-                            if let Err(e) = stream.set_nodelay(true) {
-                                tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
-                            }
-                            admission.admit_or_close(stream).map(Ok)
-                        }
+                        Ok(stream) => admission.admit_or_close(stream).map(Ok),
                         Err(e) => Some(Err(e)),
                     },
                 );
@@ -294,6 +286,7 @@ impl App {
             None => None,
         };
         let listener = api::LimitedListener::new(listener, admission("http"));
+        let decision_log = state.decision_log.clone();
         let app = api::PerConnection(api::router(state));
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             shutdown.await;
@@ -322,11 +315,22 @@ impl App {
         for task in tasks {
             task.abort();
         }
+        // The writer sleeps between batches; what the last requests queued
+        // is written before the process ends.
+        let flushed = tokio::task::spawn_blocking(move || decision_log.flush(LOG_FLUSH_TIMEOUT))
+            .await
+            .unwrap_or(false);
+        if !flushed {
+            tracing::warn!("The decision log's last entries were not written before exit.");
+        }
         result
     }
 }
 
 use std::future::IntoFuture as _;
+
+/// How long shutdown waits for the decision log's last batch.
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A startup error with every diagnostic on its own line.
 pub fn describe(e: crate::services::ServiceError) -> anyhow::Error {

@@ -57,9 +57,16 @@ impl Admission {
     }
 
     /// The stream, holding its place, or `None` when the listener is full.
+    ///
+    /// An admitted stream has Nagle's algorithm off, on both listeners (the
+    /// builders' `tcp_nodelay` covers only listeners they bind themselves):
+    /// a small answer must never wait for the peer's delayed ACK.
     fn admit(&self, stream: TcpStream) -> Result<Admitted, TcpStream> {
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "Cannot set TCP_NODELAY.");
+                }
                 self.open.inc();
                 Ok(Admitted {
                     stream,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -45,8 +45,15 @@ pub struct LogStats {
     pub dropped: AtomicU64,
 }
 
+/// What the writer is handed: an entry, or a request to write out what
+/// came before it and say so (at shutdown).
+pub enum Message {
+    Entry(Box<Entry>),
+    Flush(SyncSender<()>),
+}
+
 pub struct DecisionLog {
-    sender: Option<SyncSender<Entry>>,
+    sender: Option<SyncSender<Message>>,
     sample_allows: f64,
     allows_seen: AtomicU64,
     pub stats: Arc<LogStats>,
@@ -64,7 +71,7 @@ impl DecisionLog {
     }
 
     /// The log and the receiving end its writer drains.
-    pub fn with_queue(config: &DecisionLogConfig) -> (DecisionLog, Receiver<Entry>) {
+    pub fn with_queue(config: &DecisionLogConfig) -> (DecisionLog, Receiver<Message>) {
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue);
         let log = DecisionLog {
             sender: Some(sender),
@@ -107,14 +114,44 @@ impl DecisionLog {
         let Some(sender) = &self.sender else {
             return;
         };
-        match sender.try_send(entry) {
+        match sender.try_send(Message::Entry(Box::new(entry))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+
+    /// Waits, up to `timeout`, until every entry queued so far is written
+    /// and flushed: what shutdown calls, so the last batch is not lost with
+    /// the process. Returns whether it was.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(sender) = &self.sender else {
+            return true;
+        };
+        let deadline = Instant::now() + timeout;
+        let (done, written) = std::sync::mpsc::sync_channel(1);
+        let mut message = Message::Flush(done);
+        loop {
+            match sender.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
+        }
+        written
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
+    }
 }
+
+/// How long the writer lets a batch gather. A queue of `queue` entries
+/// holds `queue / BATCH_WINDOW` decisions a second without a drop (the
+/// default 10,000 entries: a million a second).
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -146,14 +183,11 @@ impl Writer {
                 if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&config.path)?;
-                let size = file.metadata()?.len();
+                let file = appending(&config.path)?;
+                let size = file.get_ref().metadata()?.len();
                 Output::File {
                     path: config.path.clone(),
-                    file: BufWriter::new(file),
+                    file,
                     size,
                     max_bytes: config.max_bytes,
                     max_files: config.max_files,
@@ -170,16 +204,35 @@ impl Writer {
         })
     }
 
-    /// Writes entries until every sender is gone, flushing whenever the
-    /// queue runs dry.
-    pub fn drain(&mut self, receiver: &Receiver<Entry>, stats: &LogStats) {
+    /// Writes entries until every sender is gone, a batch at a time.
+    ///
+    /// After the first entry of a batch the thread sleeps for
+    /// [`BATCH_WINDOW`] before it takes the rest. While it sleeps no
+    /// receiver is waiting, so `try_send` wakes nobody: a busy PDP pays one
+    /// wake-up of this thread per batch, not one per decision, and the
+    /// writes land as one `write` per batch. Each wake-up of a third thread
+    /// on a 2-core machine was a context switch in the request path's
+    /// latency tail.
+    pub fn drain(&mut self, receiver: &Receiver<Message>, stats: &LogStats) {
         while let Ok(first) = receiver.recv() {
+            if matches!(first, Message::Entry(_)) {
+                std::thread::sleep(BATCH_WINDOW);
+            }
             let mut next = Some(first);
-            while let Some(entry) = next {
-                match self.write(entry) {
-                    Ok(()) => stats.written.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => stats.dropped.fetch_add(1, Ordering::Relaxed),
-                };
+            while let Some(message) = next {
+                match message {
+                    Message::Entry(entry) => {
+                        let counter = match self.write(*entry) {
+                            Ok(()) => &stats.written,
+                            Err(_) => &stats.dropped,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Message::Flush(done) => {
+                        let _ = self.flush();
+                        let _ = done.send(());
+                    }
+                }
                 next = receiver.try_recv().ok();
             }
             let _ = self.flush();
@@ -205,8 +258,7 @@ impl Writer {
                 if *size > 0 && *size + line.len() as u64 > *max_bytes {
                     file.flush()?;
                     rotate(path, *max_files)?;
-                    *file =
-                        BufWriter::new(OpenOptions::new().create(true).append(true).open(&*path)?);
+                    *file = appending(path)?;
                     *size = 0;
                 }
                 file.write_all(&line)?;
@@ -222,6 +274,12 @@ impl Writer {
             Output::File { file, .. } => file.flush(),
         }
     }
+}
+
+/// The log file, opened to append, behind a buffer that holds a batch.
+fn appending(path: &Path) -> std::io::Result<BufWriter<File>> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(BufWriter::with_capacity(64 * 1024, file))
 }
 
 /// `log` → `log.1` → `log.2` …, the oldest past `max_files` removed.
@@ -292,6 +350,8 @@ mod tests {
         }
         assert_eq!(log.stats.dropped.load(Ordering::Relaxed), 3);
         assert_eq!(receiver.try_iter().count(), 2);
+        // Nothing drains this queue, so a flush cannot complete.
+        assert!(!log.flush(Duration::from_millis(10)));
     }
 
     #[test]
@@ -324,6 +384,25 @@ mod tests {
         assert_eq!(line["context"]["card"], "***");
         assert_eq!(line["context"]["user"]["ssn"], "***");
         assert_eq!(line["context"]["user"]["name"], "ada");
+    }
+
+    #[test]
+    fn a_flush_writes_out_every_entry_queued_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DecisionLogConfig {
+            enabled: true,
+            sink: Sink::File,
+            path: dir.path().join("decisions.log"),
+            ..DecisionLogConfig::default()
+        };
+        let log = DecisionLog::start(&config).unwrap();
+        for i in 0..100 {
+            log.record(entry(&i.to_string(), Value::Null));
+        }
+        assert!(log.flush(Duration::from_secs(10)));
+        let text = std::fs::read_to_string(&config.path).unwrap();
+        assert_eq!(text.lines().count(), 100);
+        assert_eq!(log.stats.written.load(Ordering::Relaxed), 100);
     }
 
     #[test]
