@@ -64,10 +64,13 @@ for mode in ext-authz-grpc ext-authz-grpc-unique; do
   "$helper" max "127.0.0.1:$GRPC_PORT" 8 "$RATE_SECONDS" "$mode" | grep '^RESULT' | sed 's/^RESULT //'
 done
 echo "== fixed rate: 5,000 ext_authz checks/s for ${RATE_SECONDS}s (open loop), decision logging on"
-for mode in ext-authz ext-authz-unique; do
-  "$helper" rate "127.0.0.1:$PORT" 5000 "$RATE_SECONDS" "$mode" | grep '^RESULT' | sed 's/^RESULT //'
-done
-for mode in ext-authz-grpc ext-authz-grpc-unique; do
-  "$helper" rate "127.0.0.1:$GRPC_PORT" 5000 "$RATE_SECONDS" "$mode" | grep '^RESULT' | sed 's/^RESULT //'
-done
+echo "   (the client's latency, then the server's own p99 from its /metrics histogram)"
+rate() { # mode port http|grpc
+  curl -fsS "$base/metrics" > "$work/before.prom"
+  "$helper" rate "127.0.0.1:$2" 5000 "$RATE_SECONDS" "$1" | grep '^RESULT' | sed 's/^RESULT //'
+  curl -fsS "$base/metrics" > "$work/after.prom"
+  echo "  $(python3 scripts/load/server-p99.py "$work/before.prom" "$work/after.prom" "$3")"
+}
+for mode in ext-authz ext-authz-unique; do rate "$mode" "$PORT" http; done
+for mode in ext-authz-grpc ext-authz-grpc-unique; do rate "$mode" "$GRPC_PORT" grpc; done
 echo "decision log: $(wc -l < "$work/decisions.log") lines written, $(curl -fsS "$base/metrics" | grep '^portcullis_decision_log_entries_total{outcome="dropped"}' | awk '{print $2}') dropped"
