@@ -69,9 +69,10 @@ echo "== $windows windows of ${SAMPLE}s at $RATE requests/s (half repeated, half
 for w in $(seq "$windows"); do
   # RSS once a second through the window; the window's RSS is their median.
   # A sample that catches a snapshot rebuild (two entity sets for a moment)
-  # is one of many, where a leak moves them all.
+  # is one of many, where a leak moves them all. The sampler ends by itself
+  # once the server is gone, should the script exit mid-window.
   : > "$work/rss.txt"
-  (while true; do
+  (while [ -e "/proc/$server_pid" ]; do
     awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status" >> "$work/rss.txt"
     sleep 1
   done) &
