@@ -202,7 +202,7 @@ fn bench(c: &mut Criterion) {
     );
     let outcome = uncached.decide(&request, None).unwrap().outcome;
     assert!(outcome.allowed());
-    assert_eq!(outcome.reasons, [r#"rbac/bench"#]);
+    assert_eq!(outcome.reasons(), [r#"rbac/bench"#]);
     group.bench_function("engine_uncached", |b| {
         b.iter(|| uncached.decide(black_box(&request), None).unwrap())
     });

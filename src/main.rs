@@ -393,6 +393,6 @@ fn check(
         ..DecisionRequest::default()
     };
     let decided = engine.decide(&request, None)?;
-    println!("{}", String::from_utf8_lossy(&decided.outcome.body));
+    println!("{}", String::from_utf8_lossy(&decided.outcome.body()));
     Ok(decided.outcome.allowed())
 }

@@ -34,7 +34,7 @@ use crate::authz::{
 use crate::services::{
     AccountError, Authenticated, Bearer, CREDENTIAL_PREFIX, IdentityError, Resolution, random_id,
 };
-use crate::telemetry::{Entry, now_ms};
+use crate::telemetry::{Entry, Explanation, Why, now_ms};
 use cedar_policy::EntityUid;
 
 /// Who asks, when a decision may be for the caller: its principal and its
@@ -141,7 +141,7 @@ pub async fn is_authorized(
     let caller = decision_caller(&state, &headers, Some("decide")).await?;
     let decided = decide(&state, &request, caller.as_ref(), HTTP).await?;
     if !query.explain {
-        return Ok(json_response(decided.outcome.body.clone()));
+        return Ok(json_response(decided.outcome.body()));
     }
     Ok(Json(explain(&state, &request, &decided)?).into_response())
 }
@@ -155,11 +155,11 @@ pub(crate) fn explain(
 ) -> Result<serde_json::Value, ApiError> {
     let engine = state.catalog.engine();
     let policies = engine.policies();
-    let mut body: serde_json::Value = serde_json::from_slice(&decided.outcome.body)
+    let mut body: serde_json::Value = serde_json::from_slice(&decided.outcome.body())
         .map_err(|e| ApiError::Internal(format!("decision body: {e}")))?;
     let determining: Vec<_> = decided
         .outcome
-        .reasons
+        .reasons()
         .iter()
         .map(|id| match policies.info(id) {
             Some(info) => {
@@ -210,7 +210,7 @@ pub async fn is_authorized_batch(
             Err(e) => Err(ApiError::InvalidBody(format!("requests[{index}]: {e}"))),
         };
         match decided {
-            Ok(decided) => out.put_slice(&decided.outcome.body),
+            Ok(decided) => out.put_slice(&decided.outcome.body()),
             Err(e) => out.put_slice(&e.body_json()),
         }
     }
@@ -229,6 +229,18 @@ pub(crate) const HTTP: Origin<'static> = Origin {
     kind: "http",
     decision_id: None,
 };
+
+/// A decision-log entry holds the decision's outcome; the writer puts its
+/// diagnostics into words.
+impl Explanation for Outcome {
+    fn reasons(&self) -> &[String] {
+        Outcome::reasons(self)
+    }
+
+    fn errors(&self) -> &[String] {
+        Outcome::errors(self)
+    }
+}
 
 /// Decides (see [`decide_only`]) and writes the decision log entry.
 pub(crate) async fn decide(
@@ -255,8 +267,7 @@ pub(crate) async fn decide(
             } else {
                 "Deny"
             },
-            reasons: decided.outcome.reasons.clone(),
-            errors: decided.outcome.errors.clone(),
+            why: Why(decided.outcome.clone()),
             latency_us: started.elapsed().as_micros() as u64,
             cache_hit: decided.cache_hit,
         });

@@ -75,8 +75,8 @@ pub async fn check(
     Ok(Json(json!({
         "allowed": outcome.allowed(),
         "decision": if outcome.allowed() { "Allow" } else { "Deny" },
-        "reasons": outcome.reasons,
-        "errors": outcome.errors,
+        "reasons": outcome.reasons(),
+        "errors": outcome.errors(),
     })))
 }
 

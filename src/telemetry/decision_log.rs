@@ -32,10 +32,42 @@ pub struct Entry {
     pub resource: Option<String>,
     pub context: Value,
     pub decision: &'static str,
-    pub reasons: Vec<String>,
-    pub errors: Vec<String>,
+    /// `reasons` and `errors`.
+    #[serde(flatten)]
+    pub why: Why,
     pub latency_us: u64,
     pub cache_hit: bool,
+}
+
+/// A decision's determining policies and evaluation errors. An entry holds
+/// the decision's own explanation and the writer reads it, so putting the
+/// diagnostics into words happens on the writer's thread, not in the
+/// request.
+pub trait Explanation: Send + Sync {
+    fn reasons(&self) -> &[String];
+    fn errors(&self) -> &[String];
+}
+
+/// An entry's explanation, written as its `reasons` and `errors` fields.
+pub struct Why(pub Arc<dyn Explanation>);
+
+impl std::fmt::Debug for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Why")
+            .field("reasons", &self.0.reasons())
+            .field("errors", &self.0.errors())
+            .finish()
+    }
+}
+
+impl Serialize for Why {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("Why", 2)?;
+        fields.serialize_field("reasons", self.0.reasons())?;
+        fields.serialize_field("errors", self.0.errors())?;
+        fields.end()
+    }
 }
 
 /// Counters of the log, for `/metrics`.
@@ -320,6 +352,17 @@ fn mask(value: &mut Value, path: &[String]) {
 mod tests {
     use super::*;
 
+    struct Listed(Vec<String>, Vec<String>);
+
+    impl Explanation for Listed {
+        fn reasons(&self) -> &[String] {
+            &self.0
+        }
+        fn errors(&self) -> &[String] {
+            &self.1
+        }
+    }
+
     fn entry(id: &str, context: Value) -> Entry {
         Entry {
             decision_id: id.into(),
@@ -330,8 +373,7 @@ mod tests {
             resource: None,
             context,
             decision: "Allow",
-            reasons: vec![],
-            errors: vec![],
+            why: Why(Arc::new(Listed(vec!["p".into()], vec![]))),
             latency_us: 3,
             cache_hit: false,
         }
@@ -381,6 +423,8 @@ mod tests {
         assert!(!dir.path().join("decisions.log.3").exists());
         let line: Value = serde_json::from_str(current.lines().last().unwrap()).unwrap();
         assert_eq!(line["decision_id"], "0039");
+        assert_eq!(line["reasons"], serde_json::json!(["p"]));
+        assert_eq!(line["errors"], serde_json::json!([]));
         assert_eq!(line["context"]["card"], "***");
         assert_eq!(line["context"]["user"]["ssn"], "***");
         assert_eq!(line["context"]["user"]["name"], "ada");

@@ -7,7 +7,7 @@
 mod decision_log;
 mod metrics;
 
-pub use decision_log::{DecisionLog, Entry, LogStats, Writer, now_ms};
+pub use decision_log::{DecisionLog, Entry, Explanation, LogStats, Why, Writer, now_ms};
 pub use metrics::Metrics;
 
 use crate::config::{LogConfig, LogFormat};
