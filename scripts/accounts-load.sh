@@ -4,7 +4,8 @@
 # made with an API key next to the same decision without credentials; and
 # Envoy-style ext_authz checks with a JWT principal, cached and uncached, in
 # HTTP mode (wrk) and gRPC mode (the load helper's tonic client), with
-# decision logging on (to a file).
+# decision logging on (to a file); and, for scale, a bare hyper server at
+# the same fixed rate, measured by the same client.
 #
 #   LOAD_DURATION=10s scripts/accounts-load.sh
 set -euo pipefail
@@ -33,6 +34,9 @@ PORTCULLIS_DECISION_LOG__ENABLED=true \
 PORTCULLIS_DECISION_LOG__SINK=file \
 PORTCULLIS_DECISION_LOG__PATH="$work/decisions.log" \
   "$CARGO_TARGET_DIR/release/portcullis" serve &
+pids+=($!)
+FLOOR_PORT=${LOAD_FLOOR_PORT:-18184}
+"$helper" floor "127.0.0.1:$FLOOR_PORT" > /dev/null &
 pids+=($!)
 wait_ready "$PORT"
 base="http://127.0.0.1:$PORT"
@@ -73,4 +77,12 @@ rate() { # mode port http|grpc
 }
 for mode in ext-authz ext-authz-unique; do rate "$mode" "$PORT" http; done
 for mode in ext-authz-grpc ext-authz-grpc-unique; do rate "$mode" "$GRPC_PORT" grpc; done
-echo "decision log: $(wc -l < "$work/decisions.log") lines written, $(curl -fsS "$base/metrics" | grep '^portcullis_decision_log_entries_total{outcome="dropped"}' | awk '{print $2}') dropped"
+# The log's own counters: the file rotates at 100 MiB, so its line count
+# is not the total.
+logged() { curl -fsS "$base/metrics" | awk -v o="$1" '$1 == "portcullis_decision_log_entries_total{outcome=\""o"\"}" {print $2}'; }
+echo "decision log: $(logged written) entries written, $(logged dropped) dropped"
+# What this machine allows: a bare hyper server answering a fixed body (up
+# since the start), at the same rate, measured by the same client. No check
+# can be faster.
+echo "== the floor: a bare hyper server, 5,000 requests/s for ${RATE_SECONDS}s, same client"
+"$helper" rate "127.0.0.1:$FLOOR_PORT" 5000 "$RATE_SECONDS" repeated | grep '^RESULT' | sed 's/^RESULT //'

@@ -4,7 +4,9 @@
 # 2-core machine). Three runs of the same server: one check (the baseline:
 # start-up and shut-down), then N checks of one document (cached), then N
 # checks of a new document each (uncached), over one keep-alive connection,
-# with decision logging on. Prints instructions per check.
+# with decision logging on; once without credentials and once with a JWT
+# principal (a registered user's access token, as accounts-load sends).
+# Prints instructions per check.
 #
 #   CALLGRIND_CHECKS=2000 scripts/callgrind-checks.sh
 set -euo pipefail
@@ -19,8 +21,9 @@ workspace
 # The operator's token: the data routes need an admin.
 ADMIN_TOKEN=callgrind-operator-token-0123456789
 
-# One server under callgrind, `$2` checks (`$3` = 1: a new document each);
-# writes the profile to `$1`.
+# One server under callgrind, `$2` checks (`$3` = 1: a new document each;
+# `$4` = jwt: as a signed-in user, who registers and logs in first, in the
+# baseline too); writes the profile to `$1`.
 profile() {
   rm -f "$work"/p.db*
   PORTCULLIS_SERVER__LISTEN=127.0.0.1:$PORT \
@@ -42,14 +45,34 @@ profile() {
     sleep 0.5
   done
   curl -fsS -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" --data-binary @policies/examples/entities.json "http://127.0.0.1:$PORT/v1/data" > /dev/null
-  python3 - "$PORT" "$2" "$3" <<'EOF'
-import http.client, sys
-port, n, unique = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-connection = http.client.HTTPConnection("127.0.0.1", port)
+  if [ "$4" = jwt ]; then
+    # As accounts-load: signed-in users may read any document, so every
+    # JWT check is an allow.
+    curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$PORT/v1/policies" -d '{"id": "load-read", "content": "permit (principal is Portcullis::User, action == Docs::Action::\"read\", resource is Docs::Document) when { principal has email };"}' > /dev/null
+  fi
+  python3 - "$PORT" "$2" "$3" "$4" <<'EOF'
+import http.client, json, sys
+port, n, unique, jwt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4] == "jwt"
+connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+def post(path, body):
+    connection.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    text = answer.read()
+    assert answer.status < 300, (path, answer.status, text)
+    return json.loads(text)
+headers = {"Host": "docs.example.com"}
+if jwt:
+    account = {"email": "callgrind@example.com", "password": "correct horse battery"}
+    post("/auth/register", account)
+    token = post("/auth/jwt/login", {"username": account["email"], "password": account["password"]})["access_token"]
+    headers["Authorization"] = "Bearer " + token
 for i in range(n):
     path = "/ext_authz/documents/d%d" % i if unique else "/ext_authz/documents/onboarding"
-    connection.request("GET", path, headers={"Host": "docs.example.com"})
-    connection.getresponse().read()
+    connection.request("GET", path, headers=headers)
+    answer = connection.getresponse()
+    answer.read()
+    # Without credentials a new document is a deny (it is not public).
+    assert answer.status == 200 or (not jwt and answer.status == 403), (path, answer.status)
 EOF
   kill -INT "$pid"
   wait "$pid" 2> /dev/null || true
@@ -59,12 +82,20 @@ total() { # profile
   callgrind_annotate "$1" 2> /dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }
 
-echo "== callgrind: $CHECKS anonymous ext_authz checks (decision logging on)"
-profile "$work/base.out" 1 0
-profile "$work/cached.out" "$((CHECKS + 1))" 0
-profile "$work/unique.out" "$((CHECKS + 1))" 1
-base=$(total "$work/base.out")
-for run in cached unique; do
-  all=$(total "$work/$run.out")
-  echo "$run: $(( (all - base) / CHECKS )) instructions per check"
+for caller in anonymous jwt; do
+  echo "== callgrind: $CHECKS ext_authz checks, $caller (decision logging on)"
+  profile "$work/base.out" 1 0 "$caller"
+  profile "$work/cached.out" "$((CHECKS + 1))" 0 "$caller"
+  profile "$work/unique.out" "$((CHECKS + 1))" 1 "$caller"
+  base=$(total "$work/base.out")
+  for run in cached unique; do
+    all=$(total "$work/$run.out")
+    echo "$run: $(( (all - base) / CHECKS )) instructions per check"
+  done
+  # The profiles stay for callgrind_annotate when CALLGRIND_KEEP names a directory.
+  if [ -n "${CALLGRIND_KEEP:-}" ]; then
+    mkdir -p "$CALLGRIND_KEEP"
+    cp "$work"/base.out "$work"/cached.out "$work"/unique.out "$CALLGRIND_KEEP/" 
+    for run in base cached unique; do mv "$CALLGRIND_KEEP/$run.out" "$CALLGRIND_KEEP/$caller-$run.out"; done
+  fi
 done
