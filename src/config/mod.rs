@@ -584,7 +584,8 @@ pub struct CacheConfig {
     pub decision_capacity: u64,
     /// Memory bound only: entries are exact by generation, the TTL just frees memory.
     pub decision_ttl_seconds: u64,
-    /// Most entity slices (an entity with its ancestors) kept.
+    /// Most entity slices (an entity with its ancestors) kept, and most
+    /// merged entity sets of a principal with an identity and an action.
     pub entity_capacity: u64,
     pub entity_ttl_seconds: u64,
     /// Identities read from directories (LDAP users with their groups,
