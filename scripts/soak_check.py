@@ -8,7 +8,10 @@ least one):
   of the first third's (single samples may catch a snapshot rebuild, which
   holds two entity sets for a moment);
 - open descriptors are flat: within 16 of each other;
-- p99 is stable: no window's p99 is over twice the median window's;
+- p99 is stable: at most one window's p99 is over twice the median
+  window's (one window may catch a noisy neighbour on a shared 2-core
+  machine: kernel reclaim, the resident services), and the median of the
+  last third is within twice the first third's (a rising trend fails);
 - every window answered requests.
 
 Exit 1 when one fails. Needs matplotlib (scripts/install-deps.sh soak).
@@ -40,13 +43,18 @@ def main(samples_path, png_path):
     # catch holds two entity sets for a moment.
     third = max(1, len(rss) // 3)
     early, late = statistics.median(rss[:third]), statistics.median(rss[-third:])
+    p99_early, p99_late = statistics.median(p99[:third]), statistics.median(p99[-third:])
+    over = [x for x in p99 if x > 2 * median_p99]
     checks = [
         (f"RSS flat within 10% after warm-up: median {early:.1f} MiB in the first third, "
          f"{late:.1f} MiB in the last (samples {min(rss):.1f}..{max(rss):.1f})",
          late <= early * 1.10),
         (f"descriptors flat: {min(fds):.0f}..{max(fds):.0f}", max(fds) - min(fds) <= 16),
-        (f"p99 within 2x of its median {median_p99:.2f} ms: max {max(p99):.2f} ms",
-         max(p99) <= 2 * median_p99),
+        (f"p99 within 2x of its median {median_p99:.2f} ms in all windows but at most one: "
+         f"{len(over)} over (max {max(p99):.2f} ms)",
+         len(over) <= 1),
+        (f"p99 not rising: median {p99_early:.2f} ms in the first third, {p99_late:.2f} ms in the last",
+         p99_late <= 2 * p99_early),
         ("every window answered requests", all(r["requests"] > 0 for r in rows)),
     ]
 
