@@ -60,6 +60,24 @@ fn initial_capacity(capacity: u64) -> usize {
     usize::try_from(capacity.min(1 << 20)).unwrap_or(1 << 20)
 }
 
+/// A cache of at most `capacity` entries kept at most `ttl`, or none when
+/// `capacity` is 0. Sized up front: growing the table as it fills rehashes
+/// every entry on the request that crosses each size, a millisecond stall
+/// in the latency tail.
+fn bounded<K, V>(capacity: u64, ttl: Duration) -> Option<Cache<K, V>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    (capacity > 0).then(|| {
+        Cache::builder()
+            .max_capacity(capacity)
+            .initial_capacity(initial_capacity(capacity))
+            .time_to_live(ttl)
+            .build()
+    })
+}
+
 thread_local! {
     /// Reused per thread so a lookup allocates nothing.
     static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
@@ -67,17 +85,9 @@ thread_local! {
 
 impl DecisionCache {
     pub fn new(settings: &CacheSettings) -> Self {
-        let inner = (settings.decision_capacity > 0).then(|| {
-            Cache::builder()
-                .max_capacity(settings.decision_capacity)
-                // Sized up front: growing the table as it fills rehashes
-                // every entry on the request that crosses each size, a
-                // millisecond stall in the latency tail.
-                .initial_capacity(initial_capacity(settings.decision_capacity))
-                .time_to_live(settings.decision_ttl)
-                .build()
-        });
-        Self { inner }
+        Self {
+            inner: bounded(settings.decision_capacity, settings.decision_ttl),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -144,14 +154,9 @@ struct Slice {
 
 impl SliceCache {
     pub fn new(settings: &CacheSettings) -> Self {
-        let inner = (settings.entity_capacity > 0).then(|| {
-            Cache::builder()
-                .max_capacity(settings.entity_capacity)
-                .initial_capacity(initial_capacity(settings.entity_capacity))
-                .time_to_live(settings.entity_ttl)
-                .build()
-        });
-        Self { inner }
+        Self {
+            inner: bounded(settings.entity_capacity, settings.entity_ttl),
+        }
     }
 
     /// The cached slice for `root` at `generation`, or `compute`'s result
@@ -198,14 +203,9 @@ struct Base {
 
 impl BaseCache {
     pub fn new(settings: &CacheSettings) -> Self {
-        let inner = (settings.entity_capacity > 0).then(|| {
-            Cache::builder()
-                .max_capacity(settings.entity_capacity)
-                .initial_capacity(initial_capacity(settings.entity_capacity))
-                .time_to_live(settings.entity_ttl)
-                .build()
-        });
-        Self { inner }
+        Self {
+            inner: bounded(settings.entity_capacity, settings.entity_ttl),
+        }
     }
 
     /// The set for `principal` and `action` at entity generation
