@@ -94,20 +94,21 @@ impl Explained {
     }
 
     fn of(response: &Response) -> Explained {
-        let mut reasons: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        reasons.sort_unstable();
-        let mut errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(ToString::to_string)
-            .collect();
-        errors.sort_unstable();
-        Explained::new(response.decision(), reasons, errors, None)
+        let diagnostics = response.diagnostics();
+        Explained::new(
+            response.decision(),
+            sorted_text(diagnostics.reason()),
+            sorted_text(diagnostics.errors()),
+            None,
+        )
     }
+}
+
+/// Each item as text, sorted.
+fn sorted_text<T: ToString>(items: impl Iterator<Item = T>) -> Vec<String> {
+    let mut text: Vec<String> = items.map(|item| item.to_string()).collect();
+    text.sort_unstable();
+    text
 }
 
 impl Outcome {

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use cedar_policy::{Authorizer, Context, Entities, Entity, EntityUid, Request};
 
-use super::{Engine, ResolvedIdentity};
+use super::{Engine, Outcome, ResolvedIdentity};
 use crate::authz::{
     CacheSettings, DecisionRequest, EntitySnapshot, PolicyInputs, PolicySnapshot, SchemaDoc,
     UidInput, parse_entities,
@@ -101,16 +101,8 @@ fn expected(
     )
     .unwrap();
     let response = Authorizer::new().is_authorized(&request, &policies.app, &entities);
-    let mut reasons: Vec<String> = response
-        .diagnostics()
-        .reason()
-        .map(ToString::to_string)
-        .collect();
-    reasons.sort_unstable();
-    (
-        response.decision() == cedar_policy::Decision::Allow,
-        reasons,
-    )
+    let outcome = Outcome::from_response(response);
+    (outcome.allowed(), outcome.reasons().to_vec())
 }
 
 const ACTIONS: [&str; 3] = [
